@@ -1,0 +1,46 @@
+"""keycloak-m2m: validate and obtain Keycloak machine-to-machine tokens, sync and async."""
+
+from ._errors import (
+    AuthError,
+    ClientNotAllowed,
+    ExpiredToken,
+    InsufficientScope,
+    InvalidAudience,
+    InvalidClaim,
+    InvalidIssuer,
+    InvalidRequest,
+    InvalidSignature,
+    InvalidToken,
+    InvalidTokenType,
+    KeysUnavailable,
+    MalformedToken,
+    MissingToken,
+    NotServiceAccount,
+    TokenNotYetValid,
+    UnknownKey,
+)
+from ._principal import Principal
+from ._validator import DiscoveryError, TokenValidator
+
+__all__ = [
+    "AuthError",
+    "ClientNotAllowed",
+    "DiscoveryError",
+    "ExpiredToken",
+    "InsufficientScope",
+    "InvalidAudience",
+    "InvalidClaim",
+    "InvalidIssuer",
+    "InvalidRequest",
+    "InvalidSignature",
+    "InvalidToken",
+    "InvalidTokenType",
+    "KeysUnavailable",
+    "MalformedToken",
+    "MissingToken",
+    "NotServiceAccount",
+    "Principal",
+    "TokenNotYetValid",
+    "TokenValidator",
+    "UnknownKey",
+]

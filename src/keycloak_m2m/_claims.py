@@ -1,0 +1,191 @@
+"""Claim checks for a payload whose signature has already been verified, and the two profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+from ._errors import (
+    ClientNotAllowed,
+    ExpiredToken,
+    InvalidAudience,
+    InvalidClaim,
+    InvalidIssuer,
+    InvalidTokenType,
+    NotServiceAccount,
+    TokenNotYetValid,
+)
+from ._principal import Principal
+
+Profile = Literal["keycloak", "rfc9068"]
+PROFILES: tuple[Profile, ...] = ("keycloak", "rfc9068")
+
+_SERVICE_ACCOUNT_PREFIX = "service-account-"
+_EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPolicy:
+    """What a validator expects of a token's claims."""
+
+    issuer: str
+    audiences: frozenset[str]
+    leeway: float
+    profile: Profile
+    allowed_clients: frozenset[str] | None
+    service_accounts_only: bool
+
+
+def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Principal:
+    """Apply every claim rule in order and describe the caller, or raise an InvalidToken."""
+    if claims.get("iss") != policy.issuer:
+        raise InvalidIssuer()
+    expires_at = _check_times(claims, policy, now)
+    _check_audience(claims.get("aud"), policy.audiences)
+    if policy.profile == "keycloak":
+        if claims.get("typ") != "Bearer":
+            raise InvalidTokenType()
+    else:
+        for name in ("sub", "jti", "client_id"):
+            if type(claims.get(name)) is not str:
+                raise InvalidClaim(f"missing or invalid {name}")
+    client_id = _client_id(claims)
+    if policy.allowed_clients is not None and client_id not in policy.allowed_clients:
+        raise ClientNotAllowed()
+    is_service_account = _is_service_account(claims, client_id, policy.profile)
+    if policy.service_accounts_only and not is_service_account:
+        raise NotServiceAccount()
+    subject = claims.get("sub")
+    if subject is not None and type(subject) is not str:
+        raise InvalidClaim("invalid sub")
+    return Principal(
+        client_id=client_id,
+        subject=subject,
+        is_service_account=is_service_account,
+        realm_roles=_realm_roles(claims.get("realm_access")),
+        client_roles=_client_roles(claims.get("resource_access")),
+        scopes=_scopes(claims.get("scope")),
+        claims=MappingProxyType(claims),
+        expires_at=expires_at,
+    )
+
+
+def _time(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None and name not in claims:
+        return None
+    # bool is an int subclass and must not pass as a time; huge ints do not fit a float.
+    if type(value) is not int and type(value) is not float:
+        raise InvalidClaim(f"invalid {name}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidClaim(f"invalid {name}") from None
+
+
+def _check_times(claims: Mapping[str, Any], policy: ClaimPolicy, now: float) -> float:
+    expires_at = _time(claims, "exp")
+    if expires_at is None:
+        raise InvalidClaim("missing exp")
+    if now >= expires_at + policy.leeway:
+        raise ExpiredToken()
+    not_before = _time(claims, "nbf")
+    if not_before is not None and not_before > now + policy.leeway:
+        raise TokenNotYetValid()
+    issued_at = _time(claims, "iat")
+    if issued_at is None:
+        if policy.profile == "rfc9068":
+            raise InvalidClaim("missing iat")
+    elif issued_at > now + policy.leeway:
+        raise TokenNotYetValid("token issued in the future")
+    return expires_at
+
+
+def _check_audience(aud: object, accepted: frozenset[str]) -> None:
+    if aud is None:
+        raise InvalidAudience()
+    if type(aud) is str:
+        if aud not in accepted:
+            raise InvalidAudience()
+        return
+    if type(aud) is not list or not all(type(entry) is str for entry in aud):
+        raise InvalidClaim("invalid aud")
+    if accepted.isdisjoint(aud):
+        raise InvalidAudience()
+
+
+def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is not None and (type(value) is not str or not value):
+        raise InvalidClaim(f"invalid {name}")
+    return value
+
+
+def _client_id(claims: Mapping[str, Any]) -> str:
+    # azp names the client in Keycloak; client_id (Keycloak 22+, RFC 9068) and clientId (older
+    # Keycloak) repeat it. Disagreement means a confused or forged token.
+    named = [
+        value
+        for value in (
+            _optional_str(claims, "azp"),
+            _optional_str(claims, "client_id"),
+            _optional_str(claims, "clientId"),
+        )
+        if value is not None
+    ]
+    if not named:
+        raise InvalidClaim("missing client id")
+    if any(value != named[0] for value in named):
+        raise InvalidClaim("azp and client_id disagree")
+    return named[0]
+
+
+def _is_service_account(claims: Mapping[str, Any], client_id: str, profile: Profile) -> bool:
+    username = claims.get("preferred_username")
+    if type(username) is str and username.lower() == (_SERVICE_ACCOUNT_PREFIX + client_id).lower():
+        return True
+    azp = claims.get("azp")
+    if azp is not None and (claims.get("client_id") == azp or claims.get("clientId") == azp):
+        return True
+    # RFC 9068 section 2.2: without a resource owner, sub identifies the client itself.
+    return profile == "rfc9068" and claims.get("sub") == client_id
+
+
+def _role_list(container: object, claim: str) -> frozenset[str]:
+    if container is None:
+        return _EMPTY
+    if type(container) is not dict:
+        raise InvalidClaim(f"invalid {claim}")
+    roles = container.get("roles")
+    if roles is None:
+        return _EMPTY
+    if type(roles) is not list or not all(type(role) is str for role in roles):
+        raise InvalidClaim(f"invalid {claim}")
+    return frozenset(roles)
+
+
+def _realm_roles(realm_access: object) -> frozenset[str]:
+    return _role_list(realm_access, "realm_access")
+
+
+def _client_roles(resource_access: object) -> Mapping[str, frozenset[str]]:
+    if resource_access is None:
+        return MappingProxyType({})
+    if type(resource_access) is not dict:
+        raise InvalidClaim("invalid resource_access")
+    return MappingProxyType(
+        {
+            client: _role_list(access, "resource_access")
+            for client, access in resource_access.items()
+        }
+    )
+
+
+def _scopes(scope: object) -> frozenset[str]:
+    if scope is None:
+        return _EMPTY
+    if type(scope) is not str:
+        raise InvalidClaim("invalid scope")
+    return frozenset(scope.split())

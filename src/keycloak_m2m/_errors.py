@@ -1,0 +1,192 @@
+"""The one error tree of keycloak-m2m.
+
+Every error knows how it is answered over HTTP (status, RFC 6750 error code, ``WWW-Authenticate``),
+so adapters only translate. Descriptions are fixed phrases chosen at the raise site: they never
+carry the token or a claim value, because they are sent back to whoever presented the token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import ClassVar
+
+__all__ = [
+    "AuthError",
+    "ClientNotAllowed",
+    "ExpiredToken",
+    "InsufficientScope",
+    "InvalidAudience",
+    "InvalidClaim",
+    "InvalidIssuer",
+    "InvalidRequest",
+    "InvalidSignature",
+    "InvalidToken",
+    "InvalidTokenType",
+    "KeysUnavailable",
+    "MalformedToken",
+    "MissingToken",
+    "NotServiceAccount",
+    "TokenNotYetValid",
+    "UnknownKey",
+]
+
+# RFC 6750 section 3: quoted values may hold %x20-21 / %x23-5B / %x5D-7E only.
+_UNSAFE_HEADER_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _quoted(value: str) -> str:
+    return '"' + _UNSAFE_HEADER_CHARS.sub("?", value) + '"'
+
+
+class AuthError(Exception):
+    """Base of every error that ``validate`` and the adapters raise."""
+
+    status_code: ClassVar[int] = 401
+    error: ClassVar[str | None] = None
+    default_description: ClassVar[str] = "authentication failed"
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description or self.default_description
+        super().__init__(self.description)
+
+    def _challenge_params(self) -> list[tuple[str, str]]:
+        if self.error is None:
+            return []
+        return [("error", self.error), ("error_description", self.description)]
+
+    def www_authenticate(self, realm: str) -> str:
+        """The ``WWW-Authenticate`` header value for this error."""
+        params = [("realm", realm), *self._challenge_params()]
+        return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in params)
+
+    def response_headers(self, realm: str) -> dict[str, str]:
+        """Every header an HTTP answer to this error carries."""
+        return {"WWW-Authenticate": self.www_authenticate(realm)}
+
+    def response_body(self) -> dict[str, str]:
+        """The JSON body of an HTTP answer: ``{"error": ..., "error_description": ...}``."""
+        return {"error": self.error or "unauthorized", "error_description": self.description}
+
+
+class MissingToken(AuthError):
+    """No bearer token was presented: answered with a bare challenge (RFC 6750 section 3.1)."""
+
+    default_description = "bearer token required"
+
+
+class InvalidRequest(AuthError):
+    """The request carries the token in a way RFC 6750 forbids, e.g. in two places at once."""
+
+    status_code = 400
+    error = "invalid_request"
+    default_description = "malformed authorization request"
+
+
+class InvalidToken(AuthError):
+    """The token is not acceptable; subclasses say why."""
+
+    error = "invalid_token"
+    default_description = "invalid token"
+
+
+class MalformedToken(InvalidToken):
+    """Structure, encoding, JSON, size or header rules are broken, or the algorithm is refused."""
+
+    default_description = "malformed token"
+
+
+class InvalidClaim(InvalidToken):
+    """A claim is missing, of the wrong type or shape, or contradicts another claim."""
+
+    default_description = "invalid claim"
+
+
+class ExpiredToken(InvalidToken):
+    default_description = "token expired"
+
+
+class TokenNotYetValid(InvalidToken):
+    default_description = "token not yet valid"
+
+
+class InvalidSignature(InvalidToken):
+    default_description = "signature verification failed"
+
+
+class UnknownKey(InvalidToken):
+    """No key of the issuer's key set fits the token's ``kid`` and algorithm."""
+
+    default_description = "signing key not found"
+
+
+class InvalidIssuer(InvalidToken):
+    default_description = "issuer mismatch"
+
+
+class InvalidAudience(InvalidToken):
+    default_description = "audience mismatch"
+
+
+class InvalidTokenType(InvalidToken):
+    default_description = "wrong token type"
+
+
+class ClientNotAllowed(InvalidToken):
+    default_description = "client not allowed"
+
+
+class NotServiceAccount(InvalidToken):
+    default_description = "not a service-account token"
+
+
+class InsufficientScope(AuthError):
+    """The token is valid but lacks roles or scopes the resource requires."""
+
+    status_code = 403
+    error = "insufficient_scope"
+    default_description = "insufficient scope"
+
+    def __init__(
+        self,
+        *,
+        missing_roles: Iterable[str] = (),
+        missing_client_roles: Iterable[tuple[str, str]] = (),
+        missing_scopes: Iterable[str] = (),
+    ) -> None:
+        self.missing_roles = tuple(missing_roles)
+        self.missing_client_roles = tuple(missing_client_roles)
+        self.missing_scopes = tuple(missing_scopes)
+        parts = []
+        if self.missing_roles:
+            parts.append("missing realm roles: " + ", ".join(self.missing_roles))
+        if self.missing_client_roles:
+            named = (f"{client}/{role}" for client, role in self.missing_client_roles)
+            parts.append("missing client roles: " + ", ".join(named))
+        if self.missing_scopes:
+            parts.append("missing scopes: " + ", ".join(self.missing_scopes))
+        super().__init__("; ".join(parts) or None)
+
+    def _challenge_params(self) -> list[tuple[str, str]]:
+        params = super()._challenge_params()
+        if self.missing_scopes:
+            params.append(("scope", " ".join(self.missing_scopes)))
+        return params
+
+
+class KeysUnavailable(AuthError):
+    """No usable signing key: the key endpoint cannot be reached and nothing usable is cached."""
+
+    status_code = 503
+    default_description = "signing keys temporarily unavailable"
+
+    def __init__(self, retry_after: float, description: str | None = None) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(description)
+
+    def response_headers(self, realm: str) -> dict[str, str]:
+        return {**super().response_headers(realm), "Retry-After": str(self.retry_after)}
+
+    def response_body(self) -> dict[str, str]:
+        return {"error": "temporarily_unavailable", "error_description": self.description}

@@ -1,0 +1,52 @@
+"""Who called: the verified caller's identity, roles and scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import InsufficientScope
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller behind a token that passed every check."""
+
+    client_id: str
+    subject: str | None
+    is_service_account: bool
+    realm_roles: frozenset[str]
+    client_roles: Mapping[str, frozenset[str]]
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+    expires_at: float
+
+    def require(
+        self,
+        roles: Iterable[str] = (),
+        client_roles: Mapping[str, Iterable[str]] | None = None,
+        scopes: Iterable[str] = (),
+    ) -> None:
+        """Raise InsufficientScope naming every required role and scope the caller lacks."""
+        missing_roles = [role for role in _names(roles) if role not in self.realm_roles]
+        missing_client_roles = [
+            (client, role)
+            for client, wanted in (client_roles or {}).items()
+            for role in _names(wanted)
+            if role not in self.client_roles.get(client, frozenset())
+        ]
+        missing_scopes = [scope for scope in _names(scopes) if scope not in self.scopes]
+        if missing_roles or missing_client_roles or missing_scopes:
+            raise InsufficientScope(
+                missing_roles=missing_roles,
+                missing_client_roles=missing_client_roles,
+                missing_scopes=missing_scopes,
+            )
+
+
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    # A lone string is one name, not a sequence of one-letter names.
+    return (names,) if isinstance(names, str) else tuple(names)

@@ -1,0 +1,377 @@
+"""TokenValidator: one validation flow, driven by a sync and an async driver.
+
+The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields the fetch
+count it saw; the driver fetches under its own lock unless another caller already did, records the
+outcome, and resumes the flow. The two drivers are the only code with locks and network access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._claims import PROFILES, ClaimPolicy, Profile, check_claims
+from ._errors import InvalidSignature
+from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
+from ._jose import (
+    ASYMMETRIC_ALGORITHMS,
+    DEFAULT_ALGORITHMS,
+    Header,
+    VerificationKey,
+    b64url_decode,
+    decode_json_object,
+    json_decoder,
+    parse_header,
+    split_token,
+    verify_signature,
+)
+from ._keyset import KeyCachePolicy, KeySet
+from ._principal import Principal
+
+__all__ = ["DiscoveryError", "TokenValidator"]
+
+_CERTS_PATH = "/protocol/openid-connect/certs"
+_DISCOVERY_PATH = "/.well-known/openid-configuration"
+# Distinct header segments seen in practice are a handful per issuer; the bound only stops a
+# flood of crafted headers from growing memory.
+_HEADER_CACHE_SIZE = 64
+
+
+class DiscoveryError(Exception):
+    """The discovery document could not be fetched or does not describe the expected issuer."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    key: VerificationKey
+    valid_until: float
+
+
+class TokenValidator:
+    """Validates Keycloak (or RFC 9068) access tokens against one issuer.
+
+    Thread-safe and task-safe: share one instance per issuer across the application.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Iterable[str],
+        *,
+        jwks_url: str | None = None,
+        keycloak_url: str | None = None,
+        allowed_clients: str | Iterable[str] | None = None,
+        service_accounts_only: bool = True,
+        profile: Profile = "keycloak",
+        leeway: float = 30.0,
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        clock: Callable[[], float] = time.time,
+        max_token_size: int = 16 * 1024,
+        accept_duplicate_members: bool = False,
+        jwks_ttl: float = 300.0,
+        jwks_refetch_interval: float = 30.0,
+        jwks_max_stale: float = 3600.0,
+        jwks_timeout: float = 5.0,
+        jwks_max_bytes: int = 256 * 1024,
+        token_cache_size: int = 4096,
+    ) -> None:
+        _require(isinstance(issuer, str) and issuer != "", "issuer must be a non-empty string")
+        audiences = _names("audience", audience)
+        _require(bool(audiences), "audience must name at least one audience")
+        _require(profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}")
+        self._algorithms = _allowed_algorithms(algorithms)
+        for name, value in (
+            ("leeway", leeway),
+            ("jwks_refetch_interval", jwks_refetch_interval),
+            ("jwks_max_stale", jwks_max_stale),
+        ):
+            _require(_is_number(value) and value >= 0, f"{name} must be a number >= 0")
+        for name, value in (("jwks_ttl", jwks_ttl), ("jwks_timeout", jwks_timeout)):
+            _require(_is_number(value) and value > 0, f"{name} must be a number > 0")
+        for name, count in (("max_token_size", max_token_size), ("jwks_max_bytes", jwks_max_bytes)):
+            _require(_is_count(count) and count > 0, f"{name} must be an integer > 0")
+        _require(_is_count(token_cache_size), "token_cache_size must be an integer >= 0")
+        _require(callable(clock), "clock must be a callable returning the time in seconds")
+
+        self._jwks_url = _key_set_url(issuer, jwks_url, keycloak_url)
+        self._policy = ClaimPolicy(
+            issuer=issuer,
+            audiences=audiences,
+            leeway=float(leeway),
+            profile=profile,
+            allowed_clients=(
+                None if allowed_clients is None else _names("allowed_clients", allowed_clients)
+            ),
+            service_accounts_only=bool(service_accounts_only),
+        )
+        self._clock = clock
+        self._max_token_size = max_token_size
+        self._decoder = json_decoder(accept_duplicate_members=accept_duplicate_members)
+        self._keys = KeySet(
+            KeyCachePolicy(
+                ttl=float(jwks_ttl),
+                refetch_interval=float(jwks_refetch_interval),
+                max_stale=float(jwks_max_stale),
+            )
+        )
+        self._fetch_policy = FetchPolicy(timeout=float(jwks_timeout), max_bytes=jwks_max_bytes)
+        self._headers: dict[str, Header] = {}
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._token_cache_size = token_cache_size
+        self._lock = threading.Lock()
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        if self._jwks_url.startswith("https:"):
+            tls_context()  # load CA certificates now, not inside the event loop on first use
+
+    # --- configuration, read-only -------------------------------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        return self._policy.issuer
+
+    @property
+    def audiences(self) -> frozenset[str]:
+        return self._policy.audiences
+
+    @property
+    def jwks_url(self) -> str:
+        return self._jwks_url
+
+    def __repr__(self) -> str:
+        return f"TokenValidator(issuer={self.issuer!r}, audience={sorted(self.audiences)!r})"
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_discovery(
+        cls, issuer: str, audience: str | Iterable[str], **options: Any
+    ) -> TokenValidator:
+        """Build a validator whose key set URL comes from the issuer's discovery document."""
+        document = fetch(_discovery_url(issuer), FetchPolicy())
+        return cls(issuer, audience, jwks_url=_jwks_uri_from(document, issuer, options), **options)
+
+    @classmethod
+    async def from_discovery_async(
+        cls, issuer: str, audience: str | Iterable[str], **options: Any
+    ) -> TokenValidator:
+        """``from_discovery`` without blocking the event loop."""
+        document = await fetch_async(_discovery_url(issuer), FetchPolicy())
+        return cls(issuer, audience, jwks_url=_jwks_uri_from(document, issuer, options), **options)
+
+    # --- the drivers --------------------------------------------------------------------------
+
+    def validate(self, token: str) -> Principal:
+        """Validate a token; return who called or raise an AuthError. May block to fetch keys."""
+        principal = self._recall(token)
+        if principal is not None:
+            return principal
+        flow = self._flow(token)
+        try:
+            seen_attempts = next(flow)
+            while True:
+                with self._lock:
+                    if self._keys.attempts == seen_attempts:
+                        self._record(fetch(self._jwks_url, self._fetch_policy))
+                seen_attempts = flow.send(None)
+        except StopIteration as finished:
+            verified: Principal = finished.value
+            return verified
+
+    async def validate_async(self, token: str) -> Principal:
+        """Validate a token; return who called or raise an AuthError. Never blocks the loop."""
+        principal = self._recall(token)
+        if principal is not None:
+            return principal
+        flow = self._flow(token)
+        try:
+            seen_attempts = next(flow)
+            while True:
+                async with self._async_lock():
+                    if self._keys.attempts == seen_attempts:
+                        self._record(await fetch_async(self._jwks_url, self._fetch_policy))
+                seen_attempts = flow.send(None)
+        except StopIteration as finished:
+            verified: Principal = finished.value
+            return verified
+
+    def _async_lock(self) -> asyncio.Lock:
+        # An asyncio.Lock belongs to one event loop; a validator may outlive a loop (tests, CLIs).
+        loop = asyncio.get_running_loop()
+        lock = self._async_locks.get(loop)
+        if lock is None:
+            lock = self._async_locks[loop] = asyncio.Lock()
+        return lock
+
+    def _record(self, outcome: bytes | FetchFailure) -> None:
+        if isinstance(outcome, FetchFailure):
+            self._keys.record_failure(self._clock(), outcome.reason)
+        else:
+            self._keys.record_document(outcome, self._clock())
+
+    # --- the flow -----------------------------------------------------------------------------
+
+    def _flow(self, token: str) -> Generator[int, None, Principal]:
+        header_segment, payload_segment, signature_segment = split_token(
+            token, self._max_token_size
+        )
+        header = self._header(header_segment)
+        claims = decode_json_object(payload_segment, self._decoder)
+        signature = b64url_decode(signature_segment)
+        now = self._clock()
+        keys = self._keys.select(header.kid, header.alg, now)
+        if keys is None:
+            yield self._keys.attempts
+            now = self._clock()
+            keys = self._keys.select_settled(header.kid, header.alg, now)
+        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+        key = _verifying_key(keys, header.alg, signing_input, signature)
+        principal = check_claims(claims, self._policy, now)
+        self._remember(token, principal, key)
+        return principal
+
+    def _header(self, segment: str) -> Header:
+        header = self._headers.get(segment)
+        if header is None:
+            header = parse_header(
+                segment, self._decoder, self._algorithms, self._policy.profile == "rfc9068"
+            )
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[segment] = header
+        return header
+
+    # --- the verified-token cache -------------------------------------------------------------
+
+    def _recall(self, token: str) -> Principal | None:
+        try:
+            entry = self._verified.get(token)
+        except TypeError:  # unhashable input; the flow rejects it properly
+            return None
+        if entry is None:
+            return None
+        now = self._clock()
+        # A stale key set sends the token down the full path, which refreshes the keys.
+        if now < entry.valid_until and now < self._keys.fresh_until and not entry.key.retired:
+            try:
+                self._verified.move_to_end(token)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+            return entry.principal
+        self._verified.pop(token, None)
+        return None
+
+    def _remember(self, token: str, principal: Principal, key: VerificationKey) -> None:
+        if not self._token_cache_size:
+            return
+        self._verified[token] = _Verified(
+            principal, key, principal.expires_at + self._policy.leeway
+        )
+        if len(self._verified) > self._token_cache_size:
+            try:
+                self._verified.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                pass
+
+
+def _verifying_key(
+    keys: tuple[VerificationKey, ...], alg: str, signing_input: bytes, signature: bytes
+) -> VerificationKey:
+    for key in keys:
+        if verify_signature(key, alg, signing_input, signature):
+            return key
+    raise InvalidSignature()
+
+
+# --- configuration helpers ---------------------------------------------------------------------
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int
+
+
+def _names(option: str, value: str | Iterable[str]) -> frozenset[str]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    _require(all(isinstance(name, str) and name for name in names), f"{option} must be strings")
+    return frozenset(names)
+
+
+def _allowed_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
+    chosen = frozenset((algorithms,) if isinstance(algorithms, str) else algorithms)
+    refused = chosen - ASYMMETRIC_ALGORITHMS
+    _require(
+        not refused,
+        f"algorithms not allowed: {', '.join(sorted(map(str, refused)))}; "
+        f"choose among {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}",
+    )
+    _require(bool(chosen), "algorithms must name at least one algorithm")
+    return chosen
+
+
+def _http_url(option: str, url: str) -> str:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    _require(
+        parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc),
+        f"{option} must be an absolute http(s) URL",
+    )
+    return url
+
+
+def _key_set_url(issuer: str, jwks_url: str | None, keycloak_url: str | None) -> str:
+    _require(jwks_url is None or keycloak_url is None, "give jwks_url or keycloak_url, not both")
+    if jwks_url is not None:
+        return _http_url("jwks_url", jwks_url)
+    if keycloak_url is not None:
+        # Keycloak reached on an internal address: same realm path (with any legacy /auth),
+        # another base. The issuer stays the public one.
+        base = _http_url("keycloak_url", keycloak_url).rstrip("/")
+        return base + urlsplit(issuer).path.rstrip("/") + _CERTS_PATH
+    return _http_url("issuer", issuer).rstrip("/") + _CERTS_PATH
+
+
+def _discovery_url(issuer: str) -> str:
+    return _http_url("issuer", issuer).rstrip("/") + _DISCOVERY_PATH
+
+
+def _jwks_uri_from(document: bytes | FetchFailure, issuer: str, options: dict[str, Any]) -> str:
+    _require(
+        "jwks_url" not in options and "keycloak_url" not in options,
+        "from_discovery takes the key set URL from the discovery document",
+    )
+    if isinstance(document, FetchFailure):
+        raise DiscoveryError(f"discovery document unavailable: {document.reason}")
+    try:
+        metadata = json.loads(document)
+    except (ValueError, RecursionError):
+        raise DiscoveryError("discovery document is not JSON") from None
+    if not isinstance(metadata, dict):
+        raise DiscoveryError("discovery document is not a JSON object")
+    if metadata.get("issuer") != issuer:
+        raise DiscoveryError("discovery document names another issuer")
+    jwks_uri = metadata.get("jwks_uri")
+    if not isinstance(jwks_uri, str):
+        raise DiscoveryError("discovery document has no jwks_uri")
+    try:
+        return _http_url("jwks_uri", jwks_uri)
+    except ValueError as error:
+        raise DiscoveryError(str(error)) from None
