@@ -24,6 +24,7 @@ PROFILES: tuple[Profile, ...] = ("keycloak", "rfc9068")
 
 _SERVICE_ACCOUNT_PREFIX = "service-account-"
 _EMPTY: frozenset[str] = frozenset()
+_CLIENT_ID_CLAIMS = ("azp", "client_id", "clientId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     """Apply every claim rule in order and describe the caller, or raise an InvalidToken."""
     if claims.get("iss") != policy.issuer:
         raise InvalidIssuer()
-    expires_at = _check_times(claims, policy, now)
+    expires_at = _check_times(claims, policy.leeway, policy.profile, now)
     _check_audience(claims.get("aud"), policy.audiences)
     if policy.profile == "keycloak":
         if claims.get("typ") != "Bearer":
@@ -64,7 +65,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,
-        realm_roles=_realm_roles(claims.get("realm_access")),
+        realm_roles=_role_list(claims.get("realm_access"), "realm_access"),
         client_roles=_client_roles(claims.get("resource_access")),
         scopes=_scopes(claims.get("scope")),
         claims=MappingProxyType(claims),
@@ -85,20 +86,20 @@ def _time(claims: Mapping[str, Any], name: str) -> float | None:
         raise InvalidClaim(f"invalid {name}") from None
 
 
-def _check_times(claims: Mapping[str, Any], policy: ClaimPolicy, now: float) -> float:
+def _check_times(claims: Mapping[str, Any], leeway: float, profile: Profile, now: float) -> float:
     expires_at = _time(claims, "exp")
     if expires_at is None:
         raise InvalidClaim("missing exp")
-    if now >= expires_at + policy.leeway:
+    if now >= expires_at + leeway:
         raise ExpiredToken()
     not_before = _time(claims, "nbf")
-    if not_before is not None and not_before > now + policy.leeway:
+    if not_before is not None and not_before > now + leeway:
         raise TokenNotYetValid()
     issued_at = _time(claims, "iat")
     if issued_at is None:
-        if policy.profile == "rfc9068":
+        if profile == "rfc9068":
             raise InvalidClaim("missing iat")
-    elif issued_at > now + policy.leeway:
+    elif issued_at > now + leeway:
         raise TokenNotYetValid("token issued in the future")
     return expires_at
 
@@ -110,36 +111,37 @@ def _check_audience(aud: object, accepted: frozenset[str]) -> None:
         if aud not in accepted:
             raise InvalidAudience()
         return
-    if type(aud) is not list or not all(type(entry) is str for entry in aud):
+    if type(aud) is not list or not _only_strings(aud):
         raise InvalidClaim("invalid aud")
     if accepted.isdisjoint(aud):
         raise InvalidAudience()
 
 
-def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    if value is not None and (type(value) is not str or not value):
-        raise InvalidClaim(f"invalid {name}")
-    return value
+def _only_strings(values: list[Any]) -> bool:
+    try:
+        "".join(values)  # refuses anything but strings, in one C call
+    except TypeError:
+        return False
+    return True
 
 
 def _client_id(claims: Mapping[str, Any]) -> str:
     # azp names the client in Keycloak; client_id (Keycloak 22+, RFC 9068) and clientId (older
     # Keycloak) repeat it. Disagreement means a confused or forged token.
-    named = [
-        value
-        for value in (
-            _optional_str(claims, "azp"),
-            _optional_str(claims, "client_id"),
-            _optional_str(claims, "clientId"),
-        )
-        if value is not None
-    ]
-    if not named:
+    found: str | None = None
+    for name in _CLIENT_ID_CLAIMS:
+        value = claims.get(name)
+        if value is None:
+            continue
+        if type(value) is not str or not value:
+            raise InvalidClaim(f"invalid {name}")
+        if found is None:
+            found = value
+        elif value != found:
+            raise InvalidClaim("azp and client_id disagree")
+    if found is None:
         raise InvalidClaim("missing client id")
-    if any(value != named[0] for value in named):
-        raise InvalidClaim("azp and client_id disagree")
-    return named[0]
+    return found
 
 
 def _is_service_account(claims: Mapping[str, Any], client_id: str, profile: Profile) -> bool:
@@ -161,13 +163,9 @@ def _role_list(container: object, claim: str) -> frozenset[str]:
     roles = container.get("roles")
     if roles is None:
         return _EMPTY
-    if type(roles) is not list or not all(type(role) is str for role in roles):
+    if type(roles) is not list or not _only_strings(roles):
         raise InvalidClaim(f"invalid {claim}")
     return frozenset(roles)
-
-
-def _realm_roles(realm_access: object) -> frozenset[str]:
-    return _role_list(realm_access, "realm_access")
 
 
 def _client_roles(resource_access: object) -> Mapping[str, frozenset[str]]:

@@ -1,0 +1,46 @@
+"""Shared fixtures: a controllable clock, a realm with a service-account client, both drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from keycloak_m2m import TokenValidator
+from keycloak_m2m.testing import LocalRealm
+
+from .support import AUDIENCE, CLIENT, FakeClock, Validate, validate_async, validate_sync
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def realm(clock: FakeClock) -> Iterator[LocalRealm]:
+    with LocalRealm("shop", clock=clock) as realm:
+        realm.add_client(
+            CLIENT,
+            "shop-api-secret",
+            realm_roles=["notifications:send"],
+            client_roles={AUDIENCE: ["send"]},
+            audience=[AUDIENCE],
+        )
+        yield realm
+
+
+@pytest.fixture
+def make_validator(realm: LocalRealm, clock: FakeClock) -> Callable[..., TokenValidator]:
+    def make(**options: Any) -> TokenValidator:
+        options.setdefault("clock", clock)
+        return TokenValidator(realm.issuer, options.pop("audience", AUDIENCE), **options)
+
+    return make
+
+
+@pytest.fixture(params=["sync", "async"])
+def validate(request: pytest.FixtureRequest) -> Validate:
+    """Run one validation through the sync or the async driver: every case runs under both."""
+    return validate_sync if request.param == "sync" else validate_async

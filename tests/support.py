@@ -1,0 +1,37 @@
+"""Helpers shared by the test modules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from keycloak_m2m import Principal, TokenValidator
+
+START = 1_750_000_000.0
+AUDIENCE = "notification-service"
+CLIENT = "shop-api"
+
+
+class FakeClock:
+    """A clock the test moves by hand; the realm and the validator both read it."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+Validate = Callable[[TokenValidator, Any], Principal]
+
+
+def validate_sync(validator: TokenValidator, token: Any) -> Principal:
+    return validator.validate(token)
+
+
+def validate_async(validator: TokenValidator, token: Any) -> Principal:
+    return asyncio.run(validator.validate_async(token))
