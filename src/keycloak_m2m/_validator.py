@@ -100,7 +100,10 @@ class TokenValidator:
             _require(_is_number(value) and value > 0, f"{name} must be a number > 0")
         for name, count in (("max_token_size", max_token_size), ("jwks_max_bytes", jwks_max_bytes)):
             _require(_is_count(count) and count > 0, f"{name} must be an integer > 0")
-        _require(_is_count(token_cache_size), "token_cache_size must be an integer >= 0")
+        _require(
+            _is_count(token_cache_size) and token_cache_size >= 0,
+            "token_cache_size must be an integer >= 0",
+        )
         _require(callable(clock), "clock must be a callable returning the time in seconds")
 
         self._jwks_url = _key_set_url(issuer, jwks_url, keycloak_url)

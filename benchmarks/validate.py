@@ -1,0 +1,409 @@
+"""Median time per validation of a Keycloak service-account token: keycloak_m2m and its peers.
+
+The floor is the bare RSA-2048 PKCS#1 v1.5 SHA-256 signature check (``cryptography``): no
+validator can skip it, so every row is also given as a multiple of it. All contenders run in one
+process, on the same tokens from one local Keycloak-compatible realm, interleaved round by round
+so that machine noise hits them alike.
+
+    python benchmarks/validate.py [--rounds N] [--quick]
+
+A measurement, not a test: it always exits 0 once the numbers are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.backends.openssl import backend as openssl_backend
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from jwt.utils import base64url_decode
+
+from keycloak_m2m import InvalidAudience, InvalidSignature, TokenValidator
+from keycloak_m2m.testing import LocalRealm
+
+CLIENT_ID = "shop-api"
+AUDIENCE = "notification-service"
+OTHER_AUDIENCE = "billing-service"
+LEEWAY = 30
+# Distinct tokens cycled through wherever a cache must not help: nothing may cache by token.
+TOKEN_COUNT = 50
+CACHE_OFF = "keycloak_m2m, cache off"
+CACHE_ON = "keycloak_m2m, cache on"
+DISTRIBUTIONS = ("keycloak-m2m", "cryptography", "PyJWT", "joserfc", "Authlib")
+
+# Made once: building them on every call would put allocation cost into the floor.
+PKCS1V15 = padding.PKCS1v15()
+SHA256 = hashes.SHA256()
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int
+    round_seconds: float
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way to validate a token, and what it must raise for the two bad tokens."""
+
+    name: str
+    validate: Callable[[Any], object]
+    tokens: Sequence[str]
+    signature_error: type[Exception]
+    # None for the floor, which checks no claims.
+    audience_error: type[Exception] | None
+    # Turns a token into what ``validate`` takes, outside the timed loop.
+    prepare: Callable[[str], Any] = lambda token: token
+    target: float | None = None
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """What the realm hands out, gathered once before anything is timed."""
+
+    issuer: str
+    jwks_url: str
+    jwks: dict[str, Any]
+    public_key: rsa.RSAPublicKey
+    tokens: tuple[str, ...]
+    wrong_audience: str
+    bad_signature: str
+
+
+# --- the contenders ------------------------------------------------------------------------
+
+
+def split_for_floor(token: str) -> tuple[bytes, bytes]:
+    signing_input, _, signature = token.rpartition(".")
+    return base64url_decode(signature), signing_input.encode("ascii")
+
+
+def floor(fixture: Fixture) -> Contender:
+    verify = fixture.public_key.verify
+
+    def check(prepared: tuple[bytes, bytes]) -> None:
+        verify(prepared[0], prepared[1], PKCS1V15, SHA256)
+
+    return Contender(
+        "floor: cryptography verify",
+        check,
+        fixture.tokens,
+        signature_error=CryptoInvalidSignature,
+        audience_error=None,
+        prepare=split_for_floor,
+    )
+
+
+def ours(fixture: Fixture) -> list[Contender]:
+    without_cache = TokenValidator(fixture.issuer, AUDIENCE, token_cache_size=0)
+    with_cache = TokenValidator(fixture.issuer, AUDIENCE)
+    return [
+        Contender(
+            CACHE_OFF,
+            without_cache.validate,
+            fixture.tokens,
+            InvalidSignature,
+            InvalidAudience,
+            target=1.8,
+        ),
+        # One token over and over: a service reuses its token until it nearly expires.
+        Contender(
+            CACHE_ON,
+            with_cache.validate,
+            fixture.tokens[:1],
+            InvalidSignature,
+            InvalidAudience,
+            target=0.1,
+        ),
+    ]
+
+
+def pyjwt_with_key(fixture: Fixture) -> Contender:
+    def check(token: str) -> object:
+        return jwt.decode(
+            token,
+            fixture.public_key,
+            algorithms=["RS256"],
+            audience=AUDIENCE,
+            issuer=fixture.issuer,
+            leeway=LEEWAY,
+        )
+
+    return Contender(
+        "PyJWT decode, key object",
+        check,
+        fixture.tokens,
+        jwt.InvalidSignatureError,
+        jwt.InvalidAudienceError,
+    )
+
+
+def pyjwt_jwks_client(fixture: Fixture) -> Contender:
+    client = jwt.PyJWKClient(fixture.jwks_url)
+
+    def check(token: str) -> object:
+        signing_key = client.get_signing_key_from_jwt(token)
+        return jwt.decode(
+            token,
+            signing_key.key,
+            algorithms=["RS256"],
+            audience=AUDIENCE,
+            issuer=fixture.issuer,
+            leeway=LEEWAY,
+        )
+
+    return Contender(
+        "PyJWT PyJWKClient recipe",
+        check,
+        fixture.tokens,
+        jwt.InvalidSignatureError,
+        jwt.InvalidAudienceError,
+    )
+
+
+def joserfc_recipe(fixture: Fixture) -> Contender:
+    from joserfc import jwt as jose_jwt
+    from joserfc.errors import BadSignatureError, InvalidClaimError
+    from joserfc.jwk import KeySet
+
+    keys = KeySet.import_key_set(fixture.jwks)
+    registry = jose_jwt.JWTClaimsRegistry(
+        leeway=LEEWAY,
+        iss={"essential": True, "value": fixture.issuer},
+        aud={"essential": True, "value": AUDIENCE},
+    )
+
+    def check(token: str) -> object:
+        decoded = jose_jwt.decode(token, keys, algorithms=["RS256"])
+        registry.validate(decoded.claims)  # exp, nbf and iat are checked when present
+        return decoded.claims
+
+    return Contender("joserfc", check, fixture.tokens, BadSignatureError, InvalidClaimError)
+
+
+def authlib_recipe(fixture: Fixture) -> Contender:
+    with warnings.catch_warnings():
+        # authlib.jose announces its move to joserfc on import; it is still Authlib's JWT API.
+        warnings.simplefilter("ignore")
+        from authlib.jose import JsonWebKey, JsonWebToken
+        from authlib.jose.errors import BadSignatureError, InvalidClaimError
+
+    keys = JsonWebKey.import_key_set(fixture.jwks)
+    # authlib.jose.jwt restricted to RS256, as every other contender is.
+    decoder = JsonWebToken(["RS256"])
+    options = {
+        "iss": {"essential": True, "value": fixture.issuer},
+        "aud": {"essential": True, "value": AUDIENCE},
+    }
+
+    def check(token: str) -> object:
+        claims = decoder.decode(token, keys, claims_options=options)
+        claims.validate(leeway=LEEWAY)
+        return claims
+
+    return Contender("Authlib", check, fixture.tokens, BadSignatureError, InvalidClaimError)
+
+
+def all_contenders(fixture: Fixture) -> list[Contender]:
+    return [
+        floor(fixture),
+        *ours(fixture),
+        pyjwt_with_key(fixture),
+        pyjwt_jwks_client(fixture),
+        joserfc_recipe(fixture),
+        authlib_recipe(fixture),
+    ]
+
+
+# --- setup and correctness --------------------------------------------------------------------
+
+
+def mint_fixture(realm: LocalRealm) -> Fixture:
+    realm.add_client(
+        CLIENT_ID,
+        "secret",
+        realm_roles=["notifications:send"],
+        client_roles={AUDIENCE: ["send"]},
+        audience=[AUDIENCE],
+    )
+    tokens = tuple(realm.mint(CLIENT_ID, expires_in=3600) for _ in range(TOKEN_COUNT))
+    private_key = realm.private_key(realm.active_kid)
+    assert isinstance(private_key, rsa.RSAPrivateKey)
+    # The first token's header and payload under the second's signature: well formed, forged.
+    forged = tokens[0].rpartition(".")[0] + "." + tokens[1].rpartition(".")[2]
+    return Fixture(
+        issuer=realm.issuer,
+        jwks_url=realm.jwks_url,
+        # The realm's published key set, as the peers' users would load it (enc key included).
+        jwks=httpx.get(realm.jwks_url).json(),
+        public_key=private_key.public_key(),
+        tokens=tokens,
+        wrong_audience=realm.mint(CLIENT_ID, claims={"aud": OTHER_AUDIENCE}, expires_in=3600),
+        bad_signature=forged,
+    )
+
+
+def rejects(contender: Contender, token: str, error: type[Exception]) -> bool:
+    try:
+        contender.validate(contender.prepare(token))
+    except error:
+        return True
+    return False
+
+
+def check_correctness(contender: Contender, fixture: Fixture) -> None:
+    """Accept every token (this also warms key fetching), refuse the two bad ones."""
+    for token in contender.tokens:
+        contender.validate(contender.prepare(token))
+    assert rejects(contender, fixture.bad_signature, contender.signature_error), contender.name
+    if contender.audience_error is not None:
+        assert rejects(contender, fixture.wrong_audience, contender.audience_error), contender.name
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def run_batch(validate: Callable[[Any], object], inputs: Sequence[Any]) -> int:
+    """Nanoseconds to validate every input once, with the collector off."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for item in inputs:
+            validate(item)
+        return time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+
+
+def cycled(contender: Contender, count: int) -> list[Any]:
+    prepared = [contender.prepare(token) for token in contender.tokens]
+    return list(itertools.islice(itertools.cycle(prepared), count))
+
+
+def calibrate(contender: Contender, round_seconds: float) -> list[Any]:
+    """The inputs for one round: enough validations to take about ``round_seconds``."""
+    count = len(contender.tokens)
+    elapsed = run_batch(contender.validate, cycled(contender, count))
+    # Grow until a batch is long enough for the clock to give a usable per-call figure.
+    while elapsed < 20_000_000:
+        count *= 4
+        elapsed = run_batch(contender.validate, cycled(contender, count))
+    per_call = elapsed / count
+    return cycled(contender, max(count // 10, int(round_seconds * 1e9 / per_call)))
+
+
+def measure(contenders: Sequence[Contender], settings: Settings) -> dict[str, list[float]]:
+    """Microseconds per validation, one sample per round for each contender."""
+    batches = {c.name: calibrate(c, settings.round_seconds) for c in contenders}
+    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(settings.rounds):
+        # Every contender once per round, so a noisy stretch of time hurts them all alike.
+        for contender in contenders:
+            inputs = batches[contender.name]
+            elapsed = run_batch(contender.validate, inputs)
+            samples[contender.name].append(elapsed / len(inputs) / 1000)
+    return samples
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def print_header(settings: Settings) -> None:
+    print(f"Python {platform.python_version()} ({platform.python_implementation()})")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; {platform.platform()}")
+    print(openssl_backend.openssl_version_text())
+    print(", ".join(f"{name} {version_of(name)}" for name in DISTRIBUTIONS))
+    print(
+        f"RS256, RSA-2048; {settings.rounds} rounds of ~{settings.round_seconds:g} s each, "
+        f"median per validation; {TOKEN_COUNT} distinct tokens (cache on: one token reused)"
+    )
+    print()
+
+
+def verdict(ratio: float, target: float | None) -> str:
+    if target is None:
+        return ""
+    return f"<= {target:.2f}x  {'PASS' if ratio <= target else 'MISS'}"
+
+
+def print_table(contenders: Sequence[Contender], samples: dict[str, list[float]]) -> None:
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    floor_median = medians[contenders[0].name]
+    print(f"{'contender':<28} {'median µs':>10} {'vs floor':>9} {'spread':>7}   target")
+    for contender in contenders:
+        values = samples[contender.name]
+        median = medians[contender.name]
+        ratio = median / floor_median
+        # Max minus min over the rounds, relative to the median: how much to trust the row.
+        spread = (max(values) - min(values)) / median * 100
+        print(
+            f"{contender.name:<28} {median:>10.2f} {ratio:>8.2f}x {spread:>6.1f}%   "
+            f"{verdict(ratio, contender.target)}".rstrip()
+        )
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_settings(argv: Sequence[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, help="rounds to take the median over (default 7)")
+    parser.add_argument("--quick", action="store_true", help="3 short rounds, for a smoke run")
+    arguments = parser.parse_args(argv)
+    default_rounds, round_seconds = (3, 0.05) if arguments.quick else (7, 0.2)
+    rounds = arguments.rounds if arguments.rounds is not None else default_rounds
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return Settings(rounds=rounds, round_seconds=round_seconds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    print_header(settings)
+    with LocalRealm("shop") as realm:
+        fixture = mint_fixture(realm)
+        contenders = all_contenders(fixture)
+        for contender in contenders:
+            check_correctness(contender, fixture)
+        samples = measure(contenders, settings)
+    print_table(contenders, samples)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The verified-token cache: repeat validations skip the work, never past expiry or key removal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from keycloak_m2m import ExpiredToken, TokenValidator
+from keycloak_m2m.testing import LocalRealm
+
+from .support import CLIENT, FakeClock, Validate
+
+MakeValidator = Callable[..., TokenValidator]
+
+
+def test_a_repeat_validation_is_answered_from_the_cache(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT)
+    assert validate(validator, token) is validate(validator, token)
+
+
+def test_the_cache_can_be_turned_off(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    validator = make_validator(token_cache_size=0)
+    token = realm.mint(CLIENT)
+    first, second = validate(validator, token), validate(validator, token)
+    assert first == second
+    assert first is not second
+
+
+def test_a_hit_still_checks_expiry(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT, expires_in=60)
+    validate(validator, token)
+    clock.advance(60 + 29)  # inside the 30 s leeway
+    validate(validator, token)
+    clock.advance(1)
+    with pytest.raises(ExpiredToken):
+        validate(validator, token)
+
+
+def test_the_cache_is_bounded_least_recently_used_first(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    validator = make_validator(token_cache_size=2)
+    first, second, third = (realm.mint(CLIENT, claims={"jti": str(n)}) for n in range(3))
+    kept = validate(validator, first)
+    validate(validator, second)
+    assert validate(validator, first) is kept  # first is now the most recently used
+    validate(validator, third)  # evicts second
+    assert validate(validator, first) is kept
+    assert validate(validator, second) is not validate(validator, third)
+
+
+def test_a_hit_after_the_key_ttl_refreshes_the_keys(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT, expires_in=3600)
+    validate(validator, token)
+    validate(validator, token)
+    assert realm.request_count("certs") == 1
+    clock.advance(301)
+    validate(validator, token)
+    assert realm.request_count("certs") == 2
