@@ -81,7 +81,6 @@ REJECTED: list[tuple[str, Mint, dict[str, Any], type[AuthError]]] = [
     ("header not object", lambda r: r.mint(CLIENT, raw_header=b'"RS256"'), {}, MalformedToken),
     ("duplicate member", payload_with('{CLAIMS,"sub":"a","sub":"b"}'), {}, MalformedToken),
     ("NaN", payload_with('{CLAIMS,"x":NaN}'), {}, MalformedToken),
-    ("1e400", payload_with('{CLAIMS,"x":1e400}'), {}, MalformedToken),
     # 2. header rules
     ("alg none", mint(header={"alg": "none"}), {}, MalformedToken),
     ("alg HS256", mint(header={"alg": "HS256"}), {}, MalformedToken),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from ._errors import (
     ClientNotAllowed,
@@ -17,7 +18,7 @@ from ._errors import (
     NotServiceAccount,
     TokenNotYetValid,
 )
-from ._principal import Principal
+from ._principal import Principal, verified_principal
 
 Profile = Literal["keycloak", "rfc9068"]
 PROFILES: tuple[Profile, ...] = ("keycloak", "rfc9068")
@@ -61,7 +62,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     subject = claims.get("sub")
     if subject is not None and type(subject) is not str:
         raise InvalidClaim("invalid sub")
-    return Principal(
+    return verified_principal(
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,
@@ -73,35 +74,31 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     )
 
 
-def _time(claims: Mapping[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None and name not in claims:
-        return None
-    # bool is an int subclass and must not pass as a time; huge ints do not fit a float.
-    if type(value) is not int and type(value) is not float:
-        raise InvalidClaim(f"invalid {name}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise InvalidClaim(f"invalid {name}") from None
+def _is_time(value: object) -> TypeGuard[float]:
+    # bool is an int subclass and must not pass as a time; 1e400 parses as infinity.
+    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def _check_times(claims: Mapping[str, Any], leeway: float, profile: Profile, now: float) -> float:
-    expires_at = _time(claims, "exp")
-    if expires_at is None:
-        raise InvalidClaim("missing exp")
-    if now >= expires_at + leeway:
-        raise ExpiredToken()
-    not_before = _time(claims, "nbf")
-    if not_before is not None and not_before > now + leeway:
-        raise TokenNotYetValid()
-    issued_at = _time(claims, "iat")
-    if issued_at is None:
-        if profile == "rfc9068":
-            raise InvalidClaim("missing iat")
-    elif issued_at > now + leeway:
-        raise TokenNotYetValid("token issued in the future")
-    return expires_at
+    expires_at = claims.get("exp")
+    not_before = claims.get("nbf", 0)
+    issued_at = claims.get("iat", 0)
+    if not _is_time(expires_at):
+        raise InvalidClaim("missing or invalid exp")
+    if not (_is_time(not_before) and _is_time(issued_at)):
+        raise InvalidClaim("invalid nbf or iat")
+    if profile == "rfc9068" and "iat" not in claims:
+        raise InvalidClaim("missing iat")
+    try:
+        if now >= expires_at + leeway:
+            raise ExpiredToken()
+        if not_before > now + leeway:
+            raise TokenNotYetValid()
+        if issued_at > now + leeway:
+            raise TokenNotYetValid("token issued in the future")
+        return float(expires_at)
+    except OverflowError:  # an integer beyond any float
+        raise InvalidClaim("invalid time claim") from None
 
 
 def _check_audience(aud: object, accepted: frozenset[str]) -> None:
@@ -111,18 +108,20 @@ def _check_audience(aud: object, accepted: frozenset[str]) -> None:
         if aud not in accepted:
             raise InvalidAudience()
         return
-    if type(aud) is not list or not _only_strings(aud):
-        raise InvalidClaim("invalid aud")
-    if accepted.isdisjoint(aud):
+    if accepted.isdisjoint(_string_set(aud, "aud")):
         raise InvalidAudience()
 
 
-def _only_strings(values: list[Any]) -> bool:
-    try:
-        "".join(values)  # refuses anything but strings, in one C call
-    except TypeError:
-        return False
-    return True
+def _string_set(values: object, claim: str) -> frozenset[str]:
+    """A JSON list of strings as a set; any other shape makes the claim invalid."""
+    if type(values) is list:
+        try:
+            "".join(values)  # refuses anything but strings, in one C call
+        except TypeError:
+            pass
+        else:
+            return frozenset(values)
+    raise InvalidClaim(f"invalid {claim}")
 
 
 def _client_id(claims: Mapping[str, Any]) -> str:
@@ -158,14 +157,8 @@ def _is_service_account(claims: Mapping[str, Any], client_id: str, profile: Prof
 def _role_list(container: object, claim: str) -> frozenset[str]:
     if container is None:
         return _EMPTY
-    if type(container) is not dict:
-        raise InvalidClaim(f"invalid {claim}")
-    roles = container.get("roles")
-    if roles is None:
-        return _EMPTY
-    if type(roles) is not list or not _only_strings(roles):
-        raise InvalidClaim(f"invalid {claim}")
-    return frozenset(roles)
+    roles = container.get("roles") if type(container) is dict else ()
+    return _EMPTY if roles is None else _string_set(roles, claim)
 
 
 def _client_roles(resource_access: object) -> Mapping[str, frozenset[str]]:

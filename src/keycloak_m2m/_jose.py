@@ -8,18 +8,19 @@ two parsers read differently is a token an attacker can shape.
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import hashlib
-import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import jiter
+import pybase64
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from jwt.algorithms import get_default_algorithms
+from jwt.utils import raw_to_der_signature
 
 from ._errors import MalformedToken
 
@@ -43,97 +44,71 @@ _B64URL_BYTES = _B64_ALPHABET.encode()
 # A final character whose unused low bits are set decodes to the same bytes as the canonical
 # one; accepting it would let anyone mint byte-different copies of a valid signature.
 _CANONICAL_LAST = {
-    2: frozenset(_B64_ALPHABET[::16]),
-    3: frozenset(_B64_ALPHABET[::4]),
+    2: frozenset(_B64URL_BYTES[::16]),
+    3: frozenset(_B64URL_BYTES[::4]),
 }
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = {0: b"", 2: b"==", 3: b"="}
 _HEADER_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 _RFC9068_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Members whose meaning we do not implement: honouring them is unsafe, ignoring them misreads.
 _REFUSED_HEADER_MEMBERS = ("crit", "jku", "x5u", "x5c", "jwk", "enc", "zip", "cty")
 
-_SIGNERS = get_default_algorithms()
-
 
 # --- base64url and JSON ------------------------------------------------------------------------
 
 
-def b64url_decode(segment: str) -> bytes:
-    """Decode one canonical, unpadded base64url segment already matched against the alphabet."""
+def b64url_decode(segment: bytes) -> bytes:
+    """Decode one canonical, unpadded base64url segment (pybase64: SIMD, strict alphabet)."""
     remainder = len(segment) % 4
     if remainder == 1 or (remainder and segment[-1] not in _CANONICAL_LAST[remainder]):
         raise MalformedToken("invalid base64url encoding")
-    # One C call each: the alphabet was checked by the caller's regular expression.
-    standard = segment.encode("ascii").translate(_URLSAFE_TO_STANDARD)
-    return binascii.a2b_base64(standard + _PADDING[remainder])
+    try:
+        return pybase64.b64decode(segment + _PADDING[remainder], b"-_", True)
+    except ValueError:  # binascii.Error: a character outside the alphabet
+        raise MalformedToken("invalid base64url encoding") from None
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise MalformedToken("duplicate JSON member name")
-    return members
+JsonParser: TypeAlias = Callable[[bytes], Any]
 
 
-def _reject_constant(_name: str) -> float:
-    raise MalformedToken("non-finite number in JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise MalformedToken("non-finite number in JSON")
-    return value
-
-
-def json_decoder(*, accept_duplicate_members: bool) -> json.JSONDecoder:
-    """A JSON decoder refusing NaN, Infinity, overflowing numbers and (unless told) duplicates."""
-    return json.JSONDecoder(
-        object_pairs_hook=None if accept_duplicate_members else _reject_duplicates,
-        parse_constant=_reject_constant,
-        parse_float=_finite_float,
+def json_parser(*, accept_duplicate_members: bool) -> JsonParser:
+    """Strict JSON: UTF-8 only, no NaN or Infinity, no trailing data, and (unless told) no
+    duplicate member names at any depth. jiter does all of it in one native pass."""
+    return functools.partial(
+        jiter.from_json,
+        allow_inf_nan=False,
+        catch_duplicate_keys=not accept_duplicate_members,
+        cache_mode="keys",
     )
 
 
-def decode_json_object(segment: str, decoder: json.JSONDecoder) -> dict[str, Any]:
+def decode_json_object(segment: bytes, parse: JsonParser) -> dict[str, Any]:
     """Decode a base64url segment holding a strict UTF-8 JSON object."""
     try:
-        text = b64url_decode(segment).decode("utf-8")
-        try:
-            # The scanner alone skips JSONDecoder.decode's Python-level whitespace handling.
-            value, end = decoder.scan_once(text, 0)
-        except StopIteration:
-            end = -1
-        if end != len(text):
-            value = decoder.decode(text)  # surrounding whitespace is legal; the rest raises
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise MalformedToken("segment is not a JSON object") from None
+        value = parse(b64url_decode(segment))
+    except ValueError:
+        raise MalformedToken("invalid JSON in token") from None
     if type(value) is not dict:
-        raise MalformedToken("segment is not a JSON object")
+        raise MalformedToken("token segment is not a JSON object")
     return value
 
 
 # --- the token ---------------------------------------------------------------------------------
 
 
-def split_token(token: object, max_size: int) -> tuple[str, str, str]:
+def split_token(token: object, max_size: int) -> tuple[bytes, bytes, bytes]:
     """Check size and shape before any decoding; return the three segments."""
     if type(token) is not str:
         raise MalformedToken("token is not a string")
     if len(token) > max_size:
         raise MalformedToken("token too large")
-    segments = token.split(".")
-    # Deleting the alphabet in one C call must leave exactly the two dots; isascii first, as
-    # encode would raise on anything else.
-    if (
-        len(segments) != 3
-        or not token.isascii()
-        or token.encode().translate(None, _B64URL_BYTES) != b".."
-        or not all(segments)
-    ):
+    # Deleting the alphabet in one C call must leave exactly the two dots.
+    raw = token.encode() if token.isascii() else b""
+    if raw.translate(None, _B64URL_BYTES) != b"..":
         raise MalformedToken("token is not three base64url segments")
-    header, payload, signature = segments
+    header, payload, signature = raw.split(b".")
+    if not (header and payload and signature):
+        raise MalformedToken("token has an empty segment")
     return header, payload, signature
 
 
@@ -146,9 +121,9 @@ class Header:
 
 
 def parse_header(
-    segment: str, decoder: json.JSONDecoder, algorithms: frozenset[str], require_at_jwt: bool
+    segment: bytes, parse: JsonParser, algorithms: frozenset[str], require_at_jwt: bool
 ) -> Header:
-    members = decode_json_object(segment, decoder)
+    members = decode_json_object(segment, parse)
     alg = members.get("alg")
     if type(alg) is not str or alg not in algorithms:
         raise MalformedToken("algorithm not allowed")
@@ -205,7 +180,7 @@ def _param(jwk: Mapping[str, Any], name: str) -> bytes:
         raise UnusableKey(f"missing {name}")
     try:
         return base64.urlsafe_b64decode(value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4))
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error included
         raise UnusableKey(f"bad {name}") from None
 
 
@@ -270,11 +245,70 @@ def load_jwk(jwk: object) -> VerificationKey:
     return VerificationKey(kid, algorithms, public_key)
 
 
-def verify_signature(
-    key: VerificationKey, alg: str, signing_input: bytes, signature: bytes
-) -> bool:
-    """Check one signature; any failure of the primitive is a plain no."""
-    try:
-        return bool(_SIGNERS[alg].verify(signing_input, key.public_key, signature))
-    except (_CryptoInvalidSignature, ValueError, TypeError):
-        return False
+# --- signatures ----------------------------------------------------------------------------------
+
+# Each verifier raises on a bad signature. Padding and hash objects are built once: making them
+# per call is a measurable share of a validation. Keys reach a verifier only for an algorithm
+# their type fits (the key index guarantees it), hence the loose key type.
+Verifier: TypeAlias = Callable[[Any, bytes, bytes], None]
+
+
+def _rsa_pkcs1(hash_algorithm: hashes.HashAlgorithm) -> Verifier:
+    scheme = padding.PKCS1v15()
+
+    def verify(key: rsa.RSAPublicKey, data: bytes, signature: bytes) -> None:
+        key.verify(signature, data, scheme, hash_algorithm)
+
+    return verify
+
+
+def _rsa_pss(hash_algorithm: hashes.HashAlgorithm) -> Verifier:
+    # RFC 7518 section 3.5: the salt is as long as the hash output.
+    scheme = padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=hash_algorithm.digest_size)
+
+    def verify(key: rsa.RSAPublicKey, data: bytes, signature: bytes) -> None:
+        key.verify(signature, data, scheme, hash_algorithm)
+
+    return verify
+
+
+def _ecdsa(hash_algorithm: hashes.HashAlgorithm) -> Verifier:
+    scheme = ec.ECDSA(hash_algorithm)
+
+    def verify(key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) -> None:
+        # JOSE sends r || s of exactly twice the curve size; DER or any other length is refused.
+        key.verify(raw_to_der_signature(signature, key.curve), data, scheme)
+
+    return verify
+
+
+def _eddsa(key: ed25519.Ed25519PublicKey, data: bytes, signature: bytes) -> None:
+    key.verify(signature, data)
+
+
+_VERIFIERS: dict[str, Verifier] = {
+    "RS256": _rsa_pkcs1(hashes.SHA256()),
+    "RS384": _rsa_pkcs1(hashes.SHA384()),
+    "RS512": _rsa_pkcs1(hashes.SHA512()),
+    "PS256": _rsa_pss(hashes.SHA256()),
+    "PS384": _rsa_pss(hashes.SHA384()),
+    "PS512": _rsa_pss(hashes.SHA512()),
+    "ES256": _ecdsa(hashes.SHA256()),
+    "ES384": _ecdsa(hashes.SHA384()),
+    "ES512": _ecdsa(hashes.SHA512()),
+    "EdDSA": _eddsa,
+}
+
+
+def verifying_key(
+    keys: tuple[VerificationKey, ...], alg: str, signing_input: bytes, signature: bytes
+) -> VerificationKey | None:
+    """The first key whose signature check passes; any failure of the primitive is a plain no."""
+    verify = _VERIFIERS[alg]
+    for key in keys:
+        try:
+            verify(key.public_key, signing_input, signature)
+        except (_CryptoInvalidSignature, ValueError, TypeError):
+            continue
+        return key
+    return None

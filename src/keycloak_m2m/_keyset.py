@@ -65,11 +65,12 @@ class KeySet:
     def select(self, kid: str | None, alg: str, now: float) -> tuple[VerificationKey, ...] | None:
         """The keys to try for a token, or None when the key set should be fetched first."""
         state = self._state
-        if now < state.attempted_at + self.policy.refetch_interval:
-            return self.select_settled(kid, alg, now)
-        if now >= self.fresh_until:
-            return None
-        return state.index.get((kid, alg))
+        keys = state.index.get((kid, alg))
+        if keys is not None and now < state.fetched_at + self.policy.ttl:
+            return keys  # the common case: a known key in a fresh key set
+        if now >= state.attempted_at + self.policy.refetch_interval:
+            return None  # stale, cold, or an unknown kid: and a fetch is allowed now
+        return self.select_settled(kid, alg, now)
 
     def select_settled(self, kid: str | None, alg: str, now: float) -> tuple[VerificationKey, ...]:
         """The keys to try when no fetch may be made now (one was just made, or rate limited)."""

@@ -11,7 +11,7 @@ from ._errors import InsufficientScope
 __all__ = ["Principal"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Principal:
     """The caller behind a token that passed every check."""
 
@@ -45,6 +45,35 @@ class Principal:
                 missing_client_roles=missing_client_roles,
                 missing_scopes=missing_scopes,
             )
+
+
+def verified_principal(
+    client_id: str,
+    subject: str | None,
+    is_service_account: bool,
+    realm_roles: frozenset[str],
+    client_roles: Mapping[str, frozenset[str]],
+    scopes: frozenset[str],
+    claims: Mapping[str, Any],
+    expires_at: float,
+) -> Principal:
+    """Principal(...) for the validation hot path.
+
+    A frozen dataclass's __init__ sets each field through object.__setattr__, which is a
+    measurable share of a whole validation; filling the instance dict in one call is not.
+    """
+    principal = object.__new__(Principal)
+    principal.__dict__.update(
+        client_id=client_id,
+        subject=subject,
+        is_service_account=is_service_account,
+        realm_roles=realm_roles,
+        client_roles=client_roles,
+        scopes=scopes,
+        claims=claims,
+        expires_at=expires_at,
+    )
+    return principal
 
 
 def _names(names: Iterable[str]) -> tuple[str, ...]:

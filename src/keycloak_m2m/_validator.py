@@ -29,10 +29,10 @@ from ._jose import (
     VerificationKey,
     b64url_decode,
     decode_json_object,
-    json_decoder,
+    json_parser,
     parse_header,
     split_token,
-    verify_signature,
+    verifying_key,
 )
 from ._keyset import KeyCachePolicy, KeySet
 from ._principal import Principal
@@ -119,7 +119,7 @@ class TokenValidator:
         )
         self._clock = clock
         self._max_token_size = max_token_size
-        self._decoder = json_decoder(accept_duplicate_members=accept_duplicate_members)
+        self._parse_json = json_parser(accept_duplicate_members=accept_duplicate_members)
         self._keys = KeySet(
             KeyCachePolicy(
                 ttl=float(jwks_ttl),
@@ -128,7 +128,7 @@ class TokenValidator:
             )
         )
         self._fetch_policy = FetchPolicy(timeout=float(jwks_timeout), max_bytes=jwks_max_bytes)
-        self._headers: dict[str, Header] = {}
+        self._headers: dict[bytes, Header] = {}
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._token_cache_size = token_cache_size
         self._lock = threading.Lock()
@@ -229,8 +229,8 @@ class TokenValidator:
         header_segment, payload_segment, signature_segment = split_token(
             token, self._max_token_size
         )
-        header = self._header(header_segment)
-        claims = decode_json_object(payload_segment, self._decoder)
+        header = self._headers.get(header_segment) or self._parse_header(header_segment)
+        claims = decode_json_object(payload_segment, self._parse_json)
         signature = b64url_decode(signature_segment)
         now = self._clock()
         keys = self._keys.select(header.kid, header.alg, now)
@@ -238,21 +238,21 @@ class TokenValidator:
             yield self._keys.attempts
             now = self._clock()
             keys = self._keys.select_settled(header.kid, header.alg, now)
-        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
-        key = _verifying_key(keys, header.alg, signing_input, signature)
+        signing_input = header_segment + b"." + payload_segment
+        key = verifying_key(keys, header.alg, signing_input, signature)
+        if key is None:
+            raise InvalidSignature()
         principal = check_claims(claims, self._policy, now)
         self._remember(token, principal, key)
         return principal
 
-    def _header(self, segment: str) -> Header:
-        header = self._headers.get(segment)
-        if header is None:
-            header = parse_header(
-                segment, self._decoder, self._algorithms, self._policy.profile == "rfc9068"
-            )
-            if len(self._headers) >= _HEADER_CACHE_SIZE:
-                self._headers.clear()
-            self._headers[segment] = header
+    def _parse_header(self, segment: bytes) -> Header:
+        header = parse_header(
+            segment, self._parse_json, self._algorithms, self._policy.profile == "rfc9068"
+        )
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[segment] = header
         return header
 
     # --- the verified-token cache -------------------------------------------------------------
@@ -286,15 +286,6 @@ class TokenValidator:
                 self._verified.popitem(last=False)
             except KeyError:  # emptied by another thread meanwhile
                 pass
-
-
-def _verifying_key(
-    keys: tuple[VerificationKey, ...], alg: str, signing_input: bytes, signature: bytes
-) -> VerificationKey:
-    for key in keys:
-        if verify_signature(key, alg, signing_input, signature):
-            return key
-    raise InvalidSignature()
 
 
 # --- configuration helpers ---------------------------------------------------------------------
