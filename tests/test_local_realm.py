@@ -162,7 +162,10 @@ def test_discovery_document(realm: LocalRealm, http: httpx.Client) -> None:
     assert document["issuer"] == realm.issuer
     assert document["jwks_uri"] == realm.jwks_url
     assert document["token_endpoint"] == realm.token_url
-    assert document["grant_types_supported"] == ["client_credentials"]
+    assert document["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]
     assert document["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
@@ -529,6 +532,138 @@ def test_requested_scopes_are_granted(local_realm: LocalRealm, http: httpx.Clien
     assert narrowed["scope"] == "orders:read profile"  # the client's order
     assert payload_of(narrowed["access_token"])["scope"] == "orders:read profile"
     assert everything["scope"] == blank["scope"] == "orders:read orders:write profile"
+
+
+# ---------------------------------------------------------------------------------------------
+# Token exchange (RFC 8693, as Keycloak's standard token exchange)
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@pytest.fixture
+def exchange_realm(local_realm: LocalRealm) -> LocalRealm:
+    """svc's tokens name the gateway "gw"; "orders" is a client with roles of its own."""
+    local_realm.add_client(
+        "svc",
+        SECRET,
+        realm_roles=["orders:place"],
+        client_roles={"orders": ["create"], "billing": ["pay"]},
+        audience=["gw"],
+    )
+    local_realm.add_client("gw", "gw-secret")
+    return local_realm
+
+
+def exchange(
+    realm: LocalRealm, http: httpx.Client, subject_token: str, /, client_id: str = "gw", **form: str
+) -> httpx.Response:
+    """A token-exchange request by ``client_id``; ``form`` adds or overrides fields."""
+    data = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+        **form,
+    }
+    return http.post(realm.token_url, data=data, auth=(client_id, f"{client_id}-secret"))
+
+
+def test_token_exchange_issues_a_token_for_the_audience(
+    exchange_realm: LocalRealm, http: httpx.Client
+) -> None:
+    subject_token = get_token(exchange_realm, http).json()["access_token"]
+    subject = payload_of(subject_token)
+
+    response = exchange(exchange_realm, http, subject_token, audience="orders")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["issued_token_type"] == ACCESS_TOKEN_TYPE
+    assert body["token_type"] == "Bearer"
+    claims = payload_of(body["access_token"])
+    assert claims["aud"] == "orders"
+    assert claims["azp"] == "gw"
+    assert claims["iss"] == exchange_realm.issuer
+    assert claims["sub"] == subject["sub"]
+    assert claims["preferred_username"] == "service-account-svc"
+    assert "orders:place" in claims["realm_access"]["roles"]
+    assert claims["resource_access"] == {"orders": {"roles": ["create"]}}  # narrowed to aud
+    assert "client_id" not in claims
+    header = json.loads(split(body["access_token"])[0])
+    public_key = public_key_from_jwk(jwk_by_kid(exchange_realm, http, header["kid"]))
+    verify(body["access_token"], public_key, header["alg"])
+
+
+def test_token_exchange_without_audience_uses_the_requesters(
+    exchange_realm: LocalRealm, http: httpx.Client
+) -> None:
+    subject_token = get_token(exchange_realm, http).json()["access_token"]
+    response = exchange(exchange_realm, http, subject_token, requested_token_type=ACCESS_TOKEN_TYPE)
+
+    assert response.status_code == 200
+    assert payload_of(response.json()["access_token"])["aud"] == "account"
+
+
+def test_token_exchange_requires_the_requester_in_the_audience(
+    exchange_realm: LocalRealm, http: httpx.Client
+) -> None:
+    exchange_realm.add_client("other", "other-secret")
+    subject_token = get_token(exchange_realm, http).json()["access_token"]
+
+    response = exchange(exchange_realm, http, subject_token, client_id="other")
+
+    body = assert_oauth_error(response, 403, "access_denied")
+    assert body["error_description"] == "Client is not within the token audience"
+
+
+def test_token_exchange_refuses_bad_subject_tokens(
+    exchange_realm: LocalRealm, http: httpx.Client
+) -> None:
+    foreign_key = ec.generate_private_key(ec.SECP256R1())
+    claims = {"aud": "gw"}
+    for subject_token in (
+        "not-a-token",
+        exchange_realm.mint("svc", claims=claims, signing_key=foreign_key),
+        exchange_realm.mint("svc", claims=claims, expires_in=-1),
+        exchange_realm.mint("svc", claims={**claims, "iss": "http://elsewhere/realms/x"}),
+        exchange_realm.mint("svc", claims=claims, alg="RS512"),
+    ):
+        response = exchange(exchange_realm, http, subject_token)
+        body = assert_oauth_error(response, 400, "invalid_token")
+        assert body["error_description"] == "Invalid token"
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "error"),
+    [
+        ({"subject_token": ""}, 400, "invalid_request"),
+        (
+            {"subject_token_type": "urn:ietf:params:oauth:token-type:id_token"},
+            400,
+            "invalid_request",
+        ),
+        (
+            {"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"},
+            400,
+            "invalid_request",
+        ),
+        ({"audience": "nobody"}, 400, "invalid_client"),
+        ({"scope": "admin"}, 400, "invalid_scope"),
+    ],
+)
+def test_token_exchange_request_errors(
+    exchange_realm: LocalRealm, http: httpx.Client, form: dict[str, str], status: int, error: str
+) -> None:
+    subject_token = get_token(exchange_realm, http).json()["access_token"]
+    assert_oauth_error(exchange(exchange_realm, http, subject_token, **form), status, error)
+
+
+def test_token_exchange_needs_client_authentication(
+    exchange_realm: LocalRealm, http: httpx.Client
+) -> None:
+    subject_token = get_token(exchange_realm, http).json()["access_token"]
+    form = {"grant_type": TOKEN_EXCHANGE, "subject_token": subject_token}
+    assert_oauth_error(http.post(exchange_realm.token_url, data=form), 401, "invalid_client")
 
 
 # ---------------------------------------------------------------------------------------------

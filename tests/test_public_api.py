@@ -9,6 +9,7 @@ import keycloak_m2m
 
 PUBLIC_CORE = [
     "AuthError",
+    "ClientCredentials",
     "ClientNotAllowed",
     "DiscoveryError",
     "ExpiredToken",
@@ -26,6 +27,7 @@ PUBLIC_CORE = [
     "NotServiceAccount",
     "Principal",
     "TokenNotYetValid",
+    "TokenRequestError",
     "TokenValidator",
     "UnknownKey",
 ]

@@ -1,5 +1,6 @@
 """keycloak-m2m: validate and obtain Keycloak machine-to-machine tokens, sync and async."""
 
+from ._client import ClientCredentials, TokenRequestError
 from ._errors import (
     AuthError,
     ClientNotAllowed,
@@ -24,6 +25,7 @@ from ._validator import DiscoveryError, TokenValidator
 
 __all__ = [
     "AuthError",
+    "ClientCredentials",
     "ClientNotAllowed",
     "DiscoveryError",
     "ExpiredToken",
@@ -41,6 +43,7 @@ __all__ = [
     "NotServiceAccount",
     "Principal",
     "TokenNotYetValid",
+    "TokenRequestError",
     "TokenValidator",
     "UnknownKey",
 ]

@@ -1,8 +1,9 @@
 """LocalRealm: a Keycloak-compatible realm served over real HTTP, for tests and demos.
 
 Only what a machine-to-machine client and a token validator talk to is served: discovery, the
-JWKS (``certs``) and the token endpoint with the client-credentials grant. Everything else is a
-404, like any path Keycloak does not know.
+JWKS (``certs``) and the token endpoint with the client-credentials grant and Keycloak's standard
+token exchange (RFC 8693, access tokens only). Everything else is a 404, like any path Keycloak does
+not know.
 
 Token endpoint choices where Keycloak and RFC 6749 leave room:
 
@@ -15,6 +16,11 @@ Token endpoint choices where Keycloak and RFC 6749 leave room:
 * A non-empty body that is not ``application/x-www-form-urlencoded``: 415 ``invalid_request``.
 * ``scope``: absent or blank grants all of the client's scopes; otherwise each requested scope must
   be one of them, and the granted ones are listed in the client's own order.
+* Token exchange: the subject token must be one this realm signed with a published key, unexpired
+  (400 ``invalid_token``), and name the requesting client in ``aud`` (403 ``access_denied``, as
+  Keycloak); ``audience`` must name a known client (400 ``invalid_client``). The new token
+  keeps the subject's ``sub``, username and realm roles, names the requester in ``azp`` and carries
+  only the client roles of its audience.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ _ACCOUNT_ROLES: Final = ("manage-account", "manage-account-links", "view-profile
 _NO_CLIENT_ROLES: Final[Mapping[str, Iterable[str]]] = MappingProxyType({})
 _MADE_UP_CLIENT_ID: Final = "test-client"
 _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+_ACCESS_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,11 +436,84 @@ def _client_credentials_grant(
     return _token_response(token, realm.token_lifetime, scopes)
 
 
+def _token_exchange_grant(
+    realm: LocalRealm, client: _Client, form: Mapping[str, str]
+) -> dict[str, Any]:
+    """RFC 8693 as Keycloak's standard token exchange (V2) does it, for access tokens only."""
+    subject_token = form.get("subject_token")
+    if not subject_token:
+        raise _OAuthError(400, "invalid_request", "Missing parameter: subject_token")
+    if form.get("subject_token_type", _ACCESS_TOKEN_TYPE) != _ACCESS_TOKEN_TYPE:
+        raise _OAuthError(400, "invalid_request", "Unsupported subject_token_type")
+    if form.get("requested_token_type", _ACCESS_TOKEN_TYPE) != _ACCESS_TOKEN_TYPE:
+        raise _OAuthError(400, "invalid_request", "Unsupported requested_token_type")
+    subject = realm._verified_claims(subject_token)
+    if client.client_id not in _audience_list(subject.get("aud")):
+        raise _OAuthError(403, "access_denied", "Client is not within the token audience")
+    target = form.get("audience")
+    if target is not None and not realm._has_client(target):
+        raise _OAuthError(400, "invalid_client", "Audience not found")
+    scopes = _granted_scopes(client, form.get("scope"))
+    token = realm._issue_exchanged(client, subject, target, scopes)
+    return {
+        **_token_response(token, realm.token_lifetime, scopes),
+        "issued_token_type": _ACCESS_TOKEN_TYPE,
+    }
+
+
+def _audience_list(aud: object) -> list[str]:
+    if isinstance(aud, str):
+        return [aud]
+    return [name for name in aud if isinstance(name, str)] if isinstance(aud, list) else []
+
+
+def _decoded_segment(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _exchanged_claims(
+    *,
+    issuer: str,
+    requester: _Client,
+    subject: Mapping[str, Any],
+    audience: list[str],
+    scopes: Iterable[str],
+    issued_at: int,
+    lifetime: int,
+) -> dict[str, Any]:
+    """The new token speaks for the subject, is held by the requester, and is meant for
+    ``audience``: Keycloak keeps the subject's identity and roles, narrowed to the audience."""
+    resource_access = subject.get("resource_access")
+    narrowed = {
+        name: roles
+        for name, roles in (resource_access if isinstance(resource_access, dict) else {}).items()
+        if name in audience
+    }
+    return {
+        "exp": issued_at + lifetime,
+        "iat": issued_at,
+        "jti": f"trte:{uuid.uuid4()}",
+        "iss": issuer,
+        "aud": audience[0] if len(audience) == 1 else audience,
+        "sub": subject.get("sub"),
+        "typ": "Bearer",
+        "azp": requester.client_id,
+        "acr": "1",
+        "realm_access": subject.get("realm_access", {"roles": []}),
+        "resource_access": narrowed,
+        "scope": " ".join(scopes),
+        "preferred_username": subject.get("preferred_username"),
+    }
+
+
 # One function per grant type: (realm, authenticated client, form) -> success body, or raise
-# _OAuthError. RFC 8693 token exchange slots in here as one more entry.
+# _OAuthError.
 _Grant: TypeAlias = Callable[["LocalRealm", _Client, Mapping[str, str]], dict[str, Any]]
 _GRANTS: Final[Mapping[str, _Grant]] = MappingProxyType(
-    {"client_credentials": _client_credentials_grant}
+    {
+        "client_credentials": _client_credentials_grant,
+        "urn:ietf:params:oauth:grant-type:token-exchange": _token_exchange_grant,
+    }
 )
 
 
@@ -716,6 +796,64 @@ class LocalRealm:
         payload = _compact_json(self._claims_for(client, scopes)).encode("utf-8")
         return _compact_jws(
             header, payload, lambda data: _sign(data, key.algorithm, key.private_key)
+        )
+
+    def _issue_exchanged(
+        self,
+        requester: _Client,
+        subject: Mapping[str, Any],
+        target: str | None,
+        scopes: Iterable[str],
+    ) -> str:
+        claims = _exchanged_claims(
+            issuer=self.issuer,
+            requester=requester,
+            subject=subject,
+            audience=[target] if target is not None else _unique([*requester.audience, "account"]),
+            scopes=scopes,
+            issued_at=int(self._clock()),
+            lifetime=self._token_lifetime,
+        )
+        return self.mint(raw_payload=_compact_json(claims).encode("utf-8"))
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        """The payload of a token this realm signed and that is still valid, or invalid_token."""
+        invalid = _OAuthError(400, "invalid_token", "Invalid token")
+        try:
+            header_segment, payload_segment, signature_segment = token.split(".")
+            header = json.loads(_decoded_segment(header_segment))
+            claims = json.loads(_decoded_segment(payload_segment))
+            signature = _decoded_segment(signature_segment)
+        except (ValueError, binascii.Error):
+            raise invalid from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise invalid
+        with self._lock:
+            key = self._keys.get(str(header.get("kid")))
+        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+        if (
+            key is None
+            or header.get("alg") != key.algorithm
+            or not _JWS_SIGNERS[key.algorithm].verify(
+                signing_input, key.private_key.public_key(), signature
+            )
+            or claims.get("iss") != self.issuer
+            or not isinstance(claims.get("exp"), int)
+            or claims["exp"] <= self._clock()
+        ):
+            raise invalid
+        return claims
+
+    def _has_client(self, client_id: str) -> bool:
+        # A name used for client roles or as an audience is a client in Keycloak too, even if
+        # this realm was never given its secret.
+        with self._lock:
+            clients = list(self._clients.values())
+        return any(
+            client_id == client.client_id
+            or client_id in client.audience
+            or any(client_id == name for name, _ in client.client_roles)
+            for client in clients
         )
 
     def mint(

@@ -1,0 +1,673 @@
+"""ClientCredentials: obtain, cache, renew and attach Keycloak machine-to-machine tokens.
+
+The policy is written once, without I/O, as generators that yield what they need done:
+
+* ``_request_flow`` builds one token-endpoint request, retries it with bounded backoff and reads
+  the answer: it yields the request to send (and is resumed with the response or the transport
+  error) or a ``_Pause``;
+* ``_renewal_flow`` wraps it for the client-credentials grant and records the outcome in the
+  ``_TokenCache``, which decides when a cached token may be used;
+* ``_bearer_flow`` is httpx's auth flow plus one kind of step, ``_TokenWanted``.
+
+Two drivers run them: the sync one with a threading lock and blocking I/O, the async one with an
+asyncio lock. The locks make concurrent callers that find no usable token share one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
+from urllib.parse import quote, quote_plus, urlsplit
+
+import httpx
+
+from ._http import tls_context
+
+__all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
+
+AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post"]
+
+_log = logging.getLogger(__name__)
+
+_CLIENT_CREDENTIALS = "client_credentials"
+_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
+_ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+_TOKEN_PATH = "/protocol/openid-connect/token"  # noqa: S105 - a path
+_REQUIRED_ENV = ("KEYCLOAK_URL", "KEYCLOAK_REALM", "KEYCLOAK_CLIENT_ID", "KEYCLOAK_CLIENT_SECRET")
+# RFC 6750 b64token characters: anything else would not survive an Authorization header.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# Descriptions come from the server; a proxy's error page must not flood a log line.
+_MAX_DESCRIPTION = 300
+
+
+class TokenRequestError(Exception):
+    """The token endpoint did not issue a token.
+
+    ``status_code`` is the HTTP status of the last answer (None when none came: connection
+    refused, timeout); ``error`` and ``error_description`` are the OAuth error the server gave,
+    if any. Deliberately not an ``AuthError``: a service that fails to get a token for an outgoing
+    call must not answer its own caller 401, as an adapter would for an ``AuthError``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = error
+        self.error_description = error_description
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    max_retries: int
+    backoff: float
+    max_backoff: float
+
+    def delay(self, retry: int) -> float:
+        """Exponential, capped, with jitter so a fleet restarted together does not retry in step."""
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - timing jitter, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scopes: tuple[str, ...]
+    audience: str | None
+    auth_method: AuthMethod
+    renewal_margin: float
+    timeout: float
+    retry: _Retry
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _text(option: str, value: object) -> str:
+    _require(isinstance(value, str) and value != "", f"{option} must be a non-empty string")
+    assert isinstance(value, str)
+    return value
+
+
+def _http_url(option: str, url: str) -> str:
+    parts = urlsplit(url)
+    _require(
+        parts.scheme in ("http", "https") and bool(parts.netloc),
+        f"{option} must be an absolute http(s) URL",
+    )
+    return url
+
+
+def _token_url(
+    token_url: str | None, keycloak_url: str | None, realm: str | None, legacy_auth_prefix: bool
+) -> str:
+    if token_url is not None:
+        _require(
+            keycloak_url is None and realm is None,
+            "give token_url or keycloak_url and realm, not both",
+        )
+        return _http_url("token_url", _text("token_url", token_url))
+    _require(
+        keycloak_url is not None and realm is not None,
+        "give token_url, or keycloak_url and realm",
+    )
+    base = _http_url("keycloak_url", _text("keycloak_url", keycloak_url)).rstrip("/")
+    prefix = "/auth" if legacy_auth_prefix else ""
+    return f"{base}{prefix}/realms/{quote(_text('realm', realm), safe='')}{_TOKEN_PATH}"
+
+
+def _scope_names(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    # A lone string is the OAuth scope parameter itself: space-separated names.
+    names = tuple(scopes.split() if isinstance(scopes, str) else scopes)
+    _require(
+        all(isinstance(name, str) and name and not re.search(r"\s", name) for name in names),
+        "scopes must be names without whitespace",
+    )
+    return names
+
+
+# --- the sans-I/O pieces -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Issued:
+    access_token: str = field(repr=False)
+    # When the cache stops handing the token out; unused for exchanged tokens, never cached.
+    renew_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenWanted:
+    # The token a resource server refused, so a renewal replaces it only once for all callers.
+    rejected: str | None
+
+
+_Step: TypeAlias = httpx.Request | _Pause
+_Outcome: TypeAlias = httpx.Response | httpx.RequestError | None
+_T = TypeVar("_T")
+_Flow: TypeAlias = Generator[_Step, _Outcome, _T]
+# The driver sends back a str for a _TokenWanted and a Response for a Request.
+_BearerFlow: TypeAlias = Generator[httpx.Request | _TokenWanted, Any, None]
+
+
+class _TokenCache:
+    """The cached token and the count of token requests made; no I/O, no locks."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._issued: _Issued | None = None
+        self._last_failure: TokenRequestError | None = None
+        self.fetches = 0
+
+    def usable(self, rejected: str | None) -> str | None:
+        issued = self._issued
+        if issued is None or issued.access_token == rejected or self._clock() >= issued.renew_at:
+            return None
+        return issued.access_token
+
+    def after_waiting(self, rejected: str | None, seen_fetches: int) -> str | None:
+        """What a caller that waited for the lock gets from the request made meanwhile, if any.
+
+        A failure is shared too: a hundred callers queued behind an unreachable realm must not
+        each go through the whole retry schedule in turn.
+        """
+        token = self.usable(rejected)
+        failure = self._last_failure
+        if token is None and self.fetches != seen_fetches and failure is not None:
+            raise TokenRequestError(
+                str(failure),
+                status_code=failure.status_code,
+                error=failure.error,
+                error_description=failure.error_description,
+            ) from failure
+        return token
+
+    def record(self, issued: _Issued) -> str:
+        self._issued = issued
+        self._last_failure = None
+        self.fetches += 1
+        return issued.access_token
+
+    def record_failure(self, failure: TokenRequestError) -> None:
+        # The cached token, if any, stays: it may still be good until it expires.
+        self._last_failure = failure
+        self.fetches += 1
+
+
+def _oauth_error(
+    response: httpx.Response, sensitive: tuple[str, ...]
+) -> tuple[str | None, str | None]:
+    """Keycloak's ``error`` and ``error_description``, when the body is an OAuth error."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    error, description = body.get("error"), body.get("error_description")
+    return (
+        _redacted(error, sensitive) if isinstance(error, str) else None,
+        _redacted(description, sensitive) if isinstance(description, str) else None,
+    )
+
+
+def _redacted(text: str, sensitive: tuple[str, ...]) -> str:
+    # A server that echoes the request must not put the secret into our exception messages.
+    for value in sensitive:
+        text = text.replace(value, "[redacted]")
+    return text[:_MAX_DESCRIPTION]
+
+
+def _unusable_reason(body: object) -> str | None:
+    """Why a 200 answer holds no usable bearer token, or None when it does."""
+    if not isinstance(body, dict):
+        return "the body is not a JSON object"
+    token, expires_in = body.get("access_token"), body.get("expires_in")
+    if not isinstance(token, str) or not _BEARER_TOKEN.fullmatch(token):
+        return "no valid access_token"
+    if not _is_number(expires_in) or expires_in <= 0:
+        return "no valid expires_in"
+    token_type = body.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        return "token_type is not Bearer"
+    return None
+
+
+def _with_bearer(request: httpx.Request, token: str) -> httpx.Request:
+    request.headers["Authorization"] = f"Bearer {token}"
+    return request
+
+
+# --- the client --------------------------------------------------------------------------------
+
+
+class ClientCredentials(httpx.Auth):
+    """Tokens of one Keycloak client (client-credentials grant), cached and renewed in time.
+
+    Use ``get_token()`` / ``await get_token_async()``, or pass it as ``auth=`` to
+    ``httpx.Client`` / ``httpx.AsyncClient``. Thread-safe and task-safe: share one instance.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        token_url: str | None = None,
+        keycloak_url: str | None = None,
+        realm: str | None = None,
+        legacy_auth_prefix: bool = False,
+        scopes: str | Iterable[str] = (),
+        audience: str | None = None,
+        auth_method: AuthMethod = "client_secret_basic",
+        renewal_margin: float = 30.0,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        _require(
+            auth_method in ("client_secret_basic", "client_secret_post"),
+            "auth_method must be client_secret_basic or client_secret_post",
+        )
+        _require(
+            audience is None or (isinstance(audience, str) and audience != ""),
+            "audience must be a non-empty string",
+        )
+        for name, value in (("renewal_margin", renewal_margin), ("backoff", backoff)):
+            _require(_is_number(value) and value >= 0, f"{name} must be a number >= 0")
+        _require(_is_number(timeout) and timeout > 0, "timeout must be a number > 0")
+        _require(
+            _is_number(max_backoff) and max_backoff >= backoff, "max_backoff must be >= backoff"
+        )
+        _require(type(max_retries) is int and max_retries >= 0, "max_retries must be an int >= 0")
+        _require(callable(clock), "clock must be a callable returning seconds")
+        self._settings = _Settings(
+            token_url=_token_url(token_url, keycloak_url, realm, legacy_auth_prefix),
+            client_id=_text("client_id", client_id),
+            client_secret=_text("client_secret", client_secret),
+            scopes=_scope_names(scopes),
+            audience=audience,
+            auth_method=auth_method,
+            renewal_margin=float(renewal_margin),
+            timeout=float(timeout),
+            retry=_Retry(max_retries, float(backoff), float(max_backoff)),
+        )
+        self._clock = clock
+        self._cache = _TokenCache(clock)
+        self._lock = threading.Lock()
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        if self._settings.token_url.startswith("https:"):
+            tls_context()  # load CA certificates now, not inside the event loop on first use
+
+    @classmethod
+    def from_env(cls, **options: Any) -> ClientCredentials:
+        """Build from ``KEYCLOAK_URL``, ``KEYCLOAK_REALM``, ``KEYCLOAK_CLIENT_ID``,
+        ``KEYCLOAK_CLIENT_SECRET`` and the optional ``KEYCLOAK_SCOPES`` (space- or
+        comma-separated); ``options`` go to the constructor."""
+        missing = [name for name in _REQUIRED_ENV if not os.environ.get(name)]
+        _require(not missing, "missing environment variables: " + ", ".join(missing))
+        return cls(
+            os.environ["KEYCLOAK_CLIENT_ID"],
+            os.environ["KEYCLOAK_CLIENT_SECRET"],
+            keycloak_url=os.environ["KEYCLOAK_URL"],
+            realm=os.environ["KEYCLOAK_REALM"],
+            scopes=os.environ.get("KEYCLOAK_SCOPES", "").replace(",", " "),
+            **options,
+        )
+
+    @property
+    def client_id(self) -> str:
+        return self._settings.client_id
+
+    @property
+    def token_url(self) -> str:
+        return self._settings.token_url
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(client_id={self.client_id!r}, token_url={self.token_url!r})"
+
+    # --- public API -----------------------------------------------------------------------------
+
+    def get_token(self) -> str:
+        """The access token: the cached one until its renewal point, else a fresh one. Blocks."""
+        return self._token(rejected=None)
+
+    async def get_token_async(self) -> str:
+        """``get_token`` without blocking the event loop."""
+        return await self._token_async(rejected=None)
+
+    def renew_token(self, rejected: str) -> str:
+        """A fresh token in place of ``rejected``, which a resource server refused.
+
+        Callers that saw the same token refused share one renewal. For HTTP libraries other than
+        httpx and requests, whose adapters do this themselves.
+        """
+        return self._token(rejected=rejected)
+
+    async def renew_token_async(self, rejected: str) -> str:
+        """``renew_token`` without blocking the event loop."""
+        return await self._token_async(rejected=rejected)
+
+    def exchange(
+        self, subject_token: str, *, audience: str | None = None, scopes: str | Iterable[str] = ()
+    ) -> str:
+        """Exchange ``subject_token`` for an access token meant for ``audience`` (RFC 8693).
+
+        The new token is not cached: it speaks for the subject, not for this client.
+        """
+        form = self._exchange_form(subject_token, audience, scopes)
+        return self._run(self._request_flow(form)).access_token
+
+    async def exchange_async(
+        self, subject_token: str, *, audience: str | None = None, scopes: str | Iterable[str] = ()
+    ) -> str:
+        """``exchange`` without blocking the event loop."""
+        form = self._exchange_form(subject_token, audience, scopes)
+        issued = await self._run_async(self._request_flow(form))
+        return issued.access_token
+
+    # --- httpx.Auth ---------------------------------------------------------------------------
+
+    def _bearer_flow(self, request: httpx.Request) -> _BearerFlow:
+        """Attach the token; on a 401, renew it once and send the request once more."""
+        token = yield _TokenWanted(rejected=None)
+        response = yield _with_bearer(request, token)
+        if response.status_code == 401:
+            fresh = yield _TokenWanted(rejected=token)
+            yield _with_bearer(request, fresh)
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        request.read()  # a request sent twice needs its body twice
+        flow = self._bearer_flow(request)
+        reply: object = None
+        try:
+            while True:
+                step = flow.send(reply)
+                if isinstance(step, _TokenWanted):
+                    reply = self._token(step.rejected)
+                else:
+                    reply = yield step
+        except StopIteration:
+            return
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
+        flow = self._bearer_flow(request)
+        reply: object = None
+        try:
+            while True:
+                step = flow.send(reply)
+                if isinstance(step, _TokenWanted):
+                    reply = await self._token_async(step.rejected)
+                else:
+                    reply = yield step
+        except StopIteration:
+            return
+
+    # --- the drivers --------------------------------------------------------------------------
+
+    def _token(self, rejected: str | None) -> str:
+        seen_fetches = self._cache.fetches
+        token = self._cache.usable(rejected)
+        if token is not None:
+            return token
+        with self._lock:
+            token = self._cache.after_waiting(rejected, seen_fetches)
+            if token is None:
+                token = self._run(self._renewal_flow())
+        return token
+
+    async def _token_async(self, rejected: str | None) -> str:
+        seen_fetches = self._cache.fetches
+        token = self._cache.usable(rejected)
+        if token is not None:
+            return token
+        async with self._async_lock():
+            token = self._cache.after_waiting(rejected, seen_fetches)
+            if token is None:
+                token = await self._run_async(self._renewal_flow())
+        return token
+
+    def _async_lock(self) -> asyncio.Lock:
+        # An asyncio.Lock belongs to one event loop; the credentials may outlive a loop.
+        loop = asyncio.get_running_loop()
+        lock = self._async_locks.get(loop)
+        if lock is None:
+            lock = self._async_locks[loop] = asyncio.Lock()
+        return lock
+
+    def _http_options(self) -> dict[str, Any]:
+        url = self._settings.token_url
+        return {
+            "timeout": self._settings.timeout,
+            # A redirected POST could carry the secret elsewhere; the token URL must be exact.
+            "follow_redirects": False,
+            "verify": tls_context() if url.startswith("https:") else False,
+        }
+
+    def _run(self, flow: _Flow[_T]) -> _T:
+        with httpx.Client(**self._http_options()) as client:
+            outcome: _Outcome = None
+            try:
+                while True:
+                    step = flow.send(outcome)
+                    if isinstance(step, _Pause):
+                        time.sleep(step.seconds)
+                        outcome = None
+                    else:
+                        try:
+                            outcome = client.send(step)
+                        except httpx.RequestError as error:
+                            outcome = error
+            except StopIteration as finished:
+                result: _T = finished.value
+                return result
+
+    async def _run_async(self, flow: _Flow[_T]) -> _T:
+        async with httpx.AsyncClient(**self._http_options()) as client:
+            outcome: _Outcome = None
+            try:
+                while True:
+                    step = flow.send(outcome)
+                    if isinstance(step, _Pause):
+                        await asyncio.sleep(step.seconds)
+                        outcome = None
+                    else:
+                        try:
+                            outcome = await client.send(step)
+                        except httpx.RequestError as error:
+                            outcome = error
+            except StopIteration as finished:
+                result: _T = finished.value
+                return result
+
+    # --- the flows ----------------------------------------------------------------------------
+
+    def _renewal_flow(self) -> _Flow[str]:
+        form = {"grant_type": _CLIENT_CREDENTIALS}
+        if self._settings.scopes:
+            form["scope"] = " ".join(self._settings.scopes)
+        if self._settings.audience is not None:
+            form["audience"] = self._settings.audience
+        try:
+            issued = yield from self._request_flow(form)
+        except TokenRequestError as failure:
+            self._cache.record_failure(failure)
+            raise
+        return self._cache.record(issued)
+
+    def _exchange_form(
+        self, subject_token: str, audience: str | None, scopes: str | Iterable[str]
+    ) -> dict[str, str]:
+        form = {
+            "grant_type": _TOKEN_EXCHANGE,
+            "subject_token": _text("subject_token", subject_token),
+            "subject_token_type": _ACCESS_TOKEN_TYPE,
+            "requested_token_type": _ACCESS_TOKEN_TYPE,
+        }
+        if audience is not None:
+            form["audience"] = _text("audience", audience)
+        scope_names = _scope_names(scopes)
+        if scope_names:
+            form["scope"] = " ".join(scope_names)
+        return form
+
+    def _request_flow(self, form: dict[str, str]) -> _Flow[_Issued]:
+        """One grant: send, retry connection errors and 5xx with backoff, read the answer."""
+        request = self._token_request(form)
+        retry = self._settings.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            requested_at = self._clock()
+            outcome = yield request
+            if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
+                return self._issued(outcome, requested_at, form)
+            if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
+                raise self._failure(f"the answer could not be read ({type(outcome).__name__})")
+            reason = _transient_reason(outcome)
+            if attempt > retry.max_retries:
+                raise self._unavailable(outcome, reason, attempt, form)
+            delay = retry.delay(attempt)
+            _log.warning(
+                "token request for client %r to %s failed (%s); retrying in %.2f s",
+                self.client_id,
+                self.token_url,
+                reason,
+                delay,
+            )
+            yield _Pause(delay)
+
+    def _token_request(self, form: dict[str, str]) -> httpx.Request:
+        settings = self._settings
+        headers = {"Accept": "application/json", "User-Agent": "keycloak-m2m"}
+        if settings.auth_method == "client_secret_basic":
+            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
+            pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        else:
+            form = {
+                **form,
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret,
+            }
+        return httpx.Request("POST", settings.token_url, data=form, headers=headers)
+
+    def _issued(
+        self, response: httpx.Response, requested_at: float, form: dict[str, str]
+    ) -> _Issued:
+        sensitive = self._sensitive(form)
+        if response.status_code != 200:
+            error, description = _oauth_error(response, sensitive)
+            detail = " ".join(filter(None, (error, description and f"({description})")))
+            raise self._failure(
+                f"{_grant_name(form)} refused: HTTP {response.status_code}"
+                + (f" {detail}" if detail else ""),
+                status_code=response.status_code,
+                error=error,
+                error_description=description,
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        reason = _unusable_reason(body)
+        if reason is not None:
+            raise self._failure(f"HTTP 200 without a usable token: {reason}", status_code=200)
+        lifetime = float(body["expires_in"])
+        # Renew ahead of expiry, but never so early that a short-lived token is renewed on every
+        # call: at most half its lifetime ahead.
+        margin = min(self._settings.renewal_margin, lifetime / 2)
+        _log.debug("token for client %r obtained, valid for %s s", self.client_id, lifetime)
+        return _Issued(body["access_token"], requested_at + lifetime - margin)
+
+    def _sensitive(self, form: dict[str, str]) -> tuple[str, ...]:
+        subject_token = form.get("subject_token")
+        secret = self._settings.client_secret
+        return (secret,) if subject_token is None else (secret, subject_token)
+
+    def _failure(
+        self,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> TokenRequestError:
+        return TokenRequestError(
+            f"token endpoint {self.token_url} (client {self.client_id!r}): {detail}",
+            status_code=status_code,
+            error=error,
+            error_description=error_description,
+        )
+
+    def _unavailable(
+        self,
+        outcome: httpx.Response | httpx.TransportError,
+        reason: str,
+        attempts: int,
+        form: dict[str, str],
+    ) -> TokenRequestError:
+        detail = f"unavailable after {attempts} attempt{'s' if attempts > 1 else ''}: {reason}"
+        if isinstance(outcome, httpx.TransportError):
+            return self._failure(detail)
+        error, description = _oauth_error(outcome, self._sensitive(form))
+        return self._failure(
+            detail,
+            status_code=outcome.status_code,
+            error=error,
+            error_description=description,
+        )
+
+
+def _transient_reason(outcome: httpx.Response | httpx.TransportError) -> str:
+    if isinstance(outcome, httpx.Response):
+        return f"HTTP {outcome.status_code}"
+    # Some httpx errors (read timeouts) have an empty message; the class name always says enough.
+    message = str(outcome)
+    return f"{type(outcome).__name__}: {message}" if message else type(outcome).__name__
+
+
+def _grant_name(form: dict[str, str]) -> str:
+    return "token request" if form["grant_type"] == _CLIENT_CREDENTIALS else "token exchange"

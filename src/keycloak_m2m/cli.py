@@ -1,0 +1,204 @@
+"""The ``keycloak-m2m`` command line: ``inspect``, ``verify`` and ``token``.
+
+Each command is one ``_add_<name>`` function that declares its arguments and the function that
+runs it; a new command is one more such function in ``_COMMANDS``.
+
+Exit codes: 0 success; 1 the answer is no (token invalid, token refused, server unreachable);
+2 the command was used wrongly (bad argument, missing setting). Failures are one line on stderr,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+from ._client import ClientCredentials, TokenRequestError
+from ._errors import AuthError, KeysUnavailable, MalformedToken
+from ._inspect import describe_principal, explain, render
+from ._validator import TokenValidator
+
+__all__ = ["main"]
+
+_PROG = "keycloak-m2m"
+_USAGE_ERROR = 2
+_REFUSED = 1
+_INTERRUPTED = 130
+
+
+class _Failure(Exception):
+    """A failure already phrased for the user: printed as one line, then exit with the code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; one line and a pointer to --help reads better.
+        self.exit(_USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[_Parser]
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _read_token(argument: str | None) -> str:
+    """The token from the argument, or from stdin when the argument is absent or '-'."""
+    if argument is not None and argument != "-":
+        return argument.strip()
+    if sys.stdin is None or sys.stdin.isatty():
+        raise _Failure("give a TOKEN, or pipe one on stdin", _USAGE_ERROR)
+    token = sys.stdin.read().strip()
+    if not token:
+        raise _Failure("no token on stdin", _USAGE_ERROR)
+    return token
+
+
+# --- inspect -----------------------------------------------------------------------------------
+
+
+def _add_inspect(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "inspect",
+        help="decode a token WITHOUT verifying it and explain it",
+        description="Decode a token without verifying it: header, claims, who it speaks for, "
+        "roles, scopes, expiry and what a resource server would object to.",
+    )
+    parser.add_argument("token", nargs="?", metavar="TOKEN", help="the token; '-' or none: stdin")
+    parser.add_argument(
+        "--audience", metavar="API", help="the API the token is meant for, to check aud against"
+    )
+    parser.set_defaults(run=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    try:
+        report = explain(_read_token(args.token), now=time.time(), audience=args.audience)
+    except MalformedToken as error:
+        raise _Failure(f"not a readable JWT: {error.description}", _USAGE_ERROR) from None
+    print("\n".join(render(report)))
+    return 0
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+def _add_verify(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="validate a token against its issuer, as a resource server would",
+        description="Validate a token fully (signature with the issuer's published keys, "
+        "issuer, audience, expiry, type, service account). Exit 0 if valid, 1 if not.",
+    )
+    parser.add_argument("token", metavar="TOKEN", help="the token; '-': stdin")
+    parser.add_argument("--issuer", required=True, help="the realm URL, e.g. .../realms/shop")
+    parser.add_argument(
+        "--audience",
+        required=True,
+        action="append",
+        metavar="API",
+        help="an accepted audience (repeat for several)",
+    )
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--jwks-url", help="where the keys are (default: from the issuer)")
+    keys.add_argument("--keycloak-url", help="Keycloak's internal base URL, for the keys")
+    parser.set_defaults(run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    try:
+        validator = TokenValidator(
+            args.issuer, args.audience, jwks_url=args.jwks_url, keycloak_url=args.keycloak_url
+        )
+    except ValueError as error:
+        raise _Failure(str(error), _USAGE_ERROR) from None
+    token = _read_token(args.token)
+    try:
+        principal = validator.validate(token)
+    except KeysUnavailable:
+        raise _Failure(f"cannot get the signing keys from {validator.jwks_url}", _REFUSED) from None
+    except AuthError as error:
+        print(f"invalid token: {error.description} ({type(error).__name__})")
+        return _REFUSED
+    print("valid token")
+    print("\n".join(describe_principal(principal, time.time())))
+    return 0
+
+
+# --- token -------------------------------------------------------------------------------------
+
+
+def _add_token(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "token",
+        help="print a fresh access token of the client configured in the environment",
+        description="Print a fresh access token (client-credentials grant) for use in scripts. "
+        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET and "
+        "optionally KEYCLOAK_SCOPES.",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="retries after a connection error or 5xx (default 3)",
+    )
+    parser.set_defaults(run=_run_token)
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    try:
+        credentials = ClientCredentials.from_env(max_retries=args.retries)
+    except ValueError as error:
+        raise _Failure(str(error), _USAGE_ERROR) from None
+    try:
+        token = credentials.get_token()
+    except TokenRequestError as error:
+        raise _Failure(str(error), _REFUSED) from None
+    print(token)
+    return 0
+
+
+# --- main --------------------------------------------------------------------------------------
+
+_COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_inspect, _add_verify, _add_token)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=_PROG,
+        description="Keycloak machine-to-machine tokens: inspect, verify, obtain.",
+    )
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    for add in _COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # --help, or a usage error already printed
+        return exit.code if isinstance(exit.code, int) else _USAGE_ERROR
+    try:
+        code: int = args.run(args)
+    except _Failure as failure:
+        print(f"{_PROG}: error: {failure}", file=sys.stderr)
+        return failure.exit_code
+    except KeyboardInterrupt:
+        return _INTERRUPTED
+    return code
