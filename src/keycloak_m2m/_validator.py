@@ -258,6 +258,8 @@ class TokenValidator:
     # --- the verified-token cache -------------------------------------------------------------
 
     def _recall(self, token: str) -> Principal | None:
+        if not self._verified:
+            return None  # spares hashing a fresh token when there is nothing to find
         try:
             entry = self._verified.get(token)
         except TypeError:  # unhashable input; the flow rejects it properly

@@ -1,0 +1,55 @@
+"""Principal.require: every listed role and scope is required, and all missing ones are named."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from keycloak_m2m import InsufficientScope, Principal, TokenValidator
+from keycloak_m2m.testing import LocalRealm
+
+from .support import AUDIENCE, CLIENT, FakeClock
+
+
+@pytest.fixture
+def principal(realm: LocalRealm, clock: FakeClock) -> Principal:
+    token = realm.mint(CLIENT, claims={"scope": "profile email notifications.write"})
+    return TokenValidator(realm.issuer, AUDIENCE, clock=clock).validate(token)
+
+
+def test_require_passes_when_everything_is_there(principal: Principal) -> None:
+    principal.require(
+        roles=["notifications:send", "offline_access"],
+        client_roles={AUDIENCE: ["send"]},
+        scopes=["notifications.write"],
+    )
+    principal.require()  # nothing required
+
+
+def test_require_names_everything_missing(principal: Principal) -> None:
+    with pytest.raises(InsufficientScope) as caught:
+        principal.require(
+            roles=["notifications:send", "admin"],
+            client_roles={AUDIENCE: ["send", "cancel"], "billing": ["pay"]},
+            scopes=["notifications.write", "notifications.read"],
+        )
+    error = caught.value
+    assert error.status_code == 403
+    assert error.missing_roles == ("admin",)
+    assert error.missing_client_roles == ((AUDIENCE, "cancel"), ("billing", "pay"))
+    assert error.missing_scopes == ("notifications.read",)
+    assert 'scope="notifications.read"' in error.www_authenticate("api")
+
+
+def test_a_lone_string_is_one_name(principal: Principal) -> None:
+    principal.require(roles="notifications:send", scopes="email")
+    with pytest.raises(InsufficientScope) as caught:
+        principal.require(roles="admin")
+    assert caught.value.missing_roles == ("admin",)
+
+
+def test_principal_is_frozen(principal: Principal) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        principal.client_id = "other"  # type: ignore[misc]
+    assert dataclasses.replace(principal, client_id="x").client_id == "x"
