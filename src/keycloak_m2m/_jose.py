@@ -31,8 +31,11 @@ PublicKey: TypeAlias = (
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALGORITHM_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 EC_CURVES = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+# RFC 9864 names Ed25519 and Ed448 signatures by their curve; "EdDSA" is the older name for both.
 OKP_CURVES = frozenset({"Ed25519", "Ed448"})
-ASYMMETRIC_ALGORITHMS = frozenset({*RSA_ALGORITHMS, *EC_ALGORITHM_BY_CURVE.values(), "EdDSA"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {*RSA_ALGORITHMS, *EC_ALGORITHM_BY_CURVE.values(), "EdDSA", *OKP_CURVES}
+)
 DEFAULT_ALGORITHMS = ASYMMETRIC_ALGORITHMS
 
 # Keycloak's smallest real realm keys are 1024-bit; anything below is factorable in practice.
@@ -212,7 +215,7 @@ def _okp_key(jwk: Mapping[str, Any]) -> tuple[frozenset[str], PublicKey]:
     }
     if crv not in loaders:
         raise UnusableKey("unsupported curve")
-    return frozenset({"EdDSA"}), loaders[crv](_param(jwk, "x"))
+    return frozenset({"EdDSA", crv}), loaders[crv](_param(jwk, "x"))
 
 
 _KEY_LOADERS = {"RSA": _rsa_key, "EC": _ec_key, "OKP": _okp_key}
@@ -297,6 +300,8 @@ _VERIFIERS: dict[str, Verifier] = {
     "ES384": _ecdsa(hashes.SHA384()),
     "ES512": _ecdsa(hashes.SHA512()),
     "EdDSA": _eddsa,
+    "Ed25519": _eddsa,
+    "Ed448": _eddsa,
 }
 
 
