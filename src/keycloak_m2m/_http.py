@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import ssl
+import threading
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +47,6 @@ def _client_options(url: str, policy: FetchPolicy) -> dict[str, Any]:
     return {
         "timeout": policy.timeout,
         "follow_redirects": False,
-        # identity: a compressed body could expand far past the cap inside a single chunk.
         "headers": {
             "Accept": "application/json",
             "Accept-Encoding": "identity",
@@ -55,7 +57,11 @@ def _client_options(url: str, policy: FetchPolicy) -> dict[str, Any]:
 
 
 class _Body:
-    """Collects a response body while enforcing status, size cap and deadline."""
+    """Collects a raw response body: status, size cap (after any decompression) and deadline.
+
+    The body is read raw and inflated here with a bound on the output, because httpx would
+    inflate a compressed chunk whole: a few kilobytes of gzip can expand to megabytes.
+    """
 
     def __init__(self, response: httpx.Response, policy: FetchPolicy, deadline: float) -> None:
         if response.status_code != 200:
@@ -63,12 +69,18 @@ class _Body:
         declared = response.headers.get("Content-Length", "0")
         if not declared.isdigit() or int(declared) > policy.max_bytes:
             raise _Refused("response too large")
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in _DECODERS:
+            raise _Refused("unsupported Content-Encoding")
+        self._inflate = _DECODERS[encoding]()
         self._policy = policy
         self._deadline = deadline
         self._chunks: list[bytes] = []
         self._size = 0
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, raw: bytes) -> None:
+        room = self._policy.max_bytes - self._size
+        chunk = raw if self._inflate is None else self._inflate.decompress(raw, room + 1)
         self._size += len(chunk)
         if self._size > self._policy.max_bytes:
             raise _Refused("response too large")
@@ -80,6 +92,19 @@ class _Body:
         return b"".join(self._chunks)
 
 
+def _gzip_or_zlib() -> zlib._Decompress:
+    return zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib framing, detected
+
+
+_DECODERS: dict[str, Callable[[], zlib._Decompress | None]] = {
+    "identity": lambda: None,
+    "": lambda: None,
+    "gzip": _gzip_or_zlib,
+    "x-gzip": _gzip_or_zlib,
+    "deflate": _gzip_or_zlib,
+}
+
+
 def _failure(error: Exception) -> FetchFailure:
     if isinstance(error, _Refused):
         return FetchFailure(str(error))
@@ -89,7 +114,25 @@ def _failure(error: Exception) -> FetchFailure:
 
 
 def fetch(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
-    """GET a small document, blocking."""
+    """GET a small document, blocking for at most ``policy.timeout``.
+
+    httpx's timeouts bound each socket operation, not the exchange: a server dripping header
+    lines could hold the caller (and the validator's lock) indefinitely. The fetch runs in a
+    worker thread that the caller stops waiting for at the deadline; the worker ends on its own
+    at the next per-read timeout or deadline check.
+    """
+    outcome: list[bytes | FetchFailure] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_fetch_blocking(url, policy)),
+        name="keycloak-m2m-fetch",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(policy.timeout)
+    return outcome[0] if outcome else FetchFailure("timed out")
+
+
+def _fetch_blocking(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
     deadline = time.monotonic() + policy.timeout
     try:
         with (
@@ -97,15 +140,15 @@ def fetch(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
             client.stream("GET", url) as response,
         ):
             body = _Body(response, policy, deadline)
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw():
                 body.add(chunk)
             return body.result()
-    except (httpx.HTTPError, _Refused) as error:
+    except (httpx.HTTPError, _Refused, zlib.error) as error:
         return _failure(error)
 
 
 async def fetch_async(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
-    """GET a small document without blocking the event loop."""
+    """GET a small document without blocking the event loop, within ``policy.timeout``."""
     deadline = time.monotonic() + policy.timeout
     try:
         with anyio.fail_after(policy.timeout):
@@ -114,8 +157,8 @@ async def fetch_async(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
                 client.stream("GET", url) as response,
             ):
                 body = _Body(response, policy, deadline)
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     body.add(chunk)
                 return body.result()
-    except (httpx.HTTPError, _Refused, TimeoutError) as error:
+    except (httpx.HTTPError, _Refused, TimeoutError, zlib.error) as error:
         return _failure(error)

@@ -135,16 +135,16 @@ def parse_header(
             raise MalformedToken(f"unsupported header member {name}")
     if members.get("b64", True) is not True:
         raise MalformedToken("unsupported header member b64")
-    _check_header_type(members.get("typ"), require_at_jwt)
+    if "typ" in members or require_at_jwt:
+        _check_header_type(members.get("typ"), require_at_jwt)
+    # Present means a string: a null kid or typ is malformed, not absent.
     kid = members.get("kid")
-    if kid is not None and (type(kid) is not str or not 0 < len(kid) <= MAX_KID_LENGTH):
+    if "kid" in members and (type(kid) is not str or not 0 < len(kid) <= MAX_KID_LENGTH):
         raise MalformedToken("invalid kid")
     return Header(alg=alg, kid=kid)
 
 
 def _check_header_type(typ: object, require_at_jwt: bool) -> None:
-    if typ is None and not require_at_jwt:
-        return
     if type(typ) is not str:
         raise MalformedToken("invalid typ header")
     accepted = _RFC9068_TYPES if require_at_jwt else _HEADER_TYPES
@@ -215,7 +215,7 @@ def _okp_key(jwk: Mapping[str, Any]) -> tuple[frozenset[str], PublicKey]:
     }
     if crv not in loaders:
         raise UnusableKey("unsupported curve")
-    return frozenset({"EdDSA", crv}), loaders[crv](_param(jwk, "x"))
+    return frozenset({"EdDSA", str(crv)}), loaders[crv](_param(jwk, "x"))
 
 
 _KEY_LOADERS = {"RSA": _rsa_key, "EC": _ec_key, "OKP": _okp_key}
@@ -223,6 +223,16 @@ _KEY_LOADERS = {"RSA": _rsa_key, "EC": _ec_key, "OKP": _okp_key}
 
 def load_jwk(jwk: object) -> VerificationKey:
     """Turn one JWK into a verification key, or raise UnusableKey."""
+    try:
+        return _read_jwk(jwk)
+    except UnusableKey:
+        raise
+    except (ValueError, TypeError, OverflowError) as error:
+        # A member of a hostile shape (a list where a string belongs, ...) spoils this key only.
+        raise UnusableKey("invalid key member") from error
+
+
+def _read_jwk(jwk: object) -> VerificationKey:
     if not isinstance(jwk, dict):
         raise UnusableKey("not an object")
     if jwk.get("use", "sig") != "sig":
@@ -236,13 +246,10 @@ def load_jwk(jwk: object) -> VerificationKey:
     kid = jwk.get("kid")
     if kid is not None and type(kid) is not str:
         raise UnusableKey("bad kid")
-    try:
-        algorithms, public_key = loader(jwk)
-    except (ValueError, TypeError, OverflowError) as error:
-        raise UnusableKey("invalid key parameters") from error
+    algorithms, public_key = loader(jwk)
     declared = jwk.get("alg")
     if declared is not None:
-        if declared not in algorithms:
+        if type(declared) is not str or declared not in algorithms:
             raise UnusableKey("alg does not fit the key type")
         algorithms = frozenset({declared})
     return VerificationKey(kid, algorithms, public_key)

@@ -1,0 +1,202 @@
+"""Key endpoints that misbehave below HTTP: scripted raw answers, and a port that comes and goes.
+
+LocalRealm answers every request with well-formed HTTP. A ``ScriptedServer`` writes whatever bytes
+a test scripts, with pauses between them (slow drips, lying headers, gzip). A ``Relay`` is a port
+on 127.0.0.1 that refuses connections until it is opened, then relays them to a realm, and
+refuses again once closed: the key endpoint going away and coming back at the same address.
+Both count what reached them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+Step = tuple[float, bytes]  # (seconds to wait first, bytes to write)
+Script = Callable[[], Iterable[Step]]
+
+CERTS_PATH = "/realms/shop/protocol/openid-connect/certs"
+
+
+def http_response(
+    body: bytes,
+    *,
+    status: str = "200 OK",
+    headers: Iterable[tuple[str, str]] = (("Content-Type", "application/json"),),
+    content_length: str | None = None,
+) -> bytes:
+    """One raw HTTP/1.1 answer; ``content_length`` overrides the true length (lies welcome)."""
+    lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers)]
+    lines.append(f"Content-Length: {len(body) if content_length is None else content_length}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def jwks_body(*jwks: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(jwks)}).encode()
+
+
+def gzipped(body: bytes) -> bytes:
+    return gzip.compress(body, mtime=0)
+
+
+class _Listener:
+    """Accepts connections on a thread and hands each to ``serve`` on its own thread."""
+
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self._serve = serve
+        self._stopping = threading.Event()
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._acceptor: threading.Thread | None = None
+
+    def listen(self) -> None:
+        self._socket.listen(256)
+        self._socket.settimeout(0.01)
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connection.settimeout(None)
+            thread = threading.Thread(target=self._run, args=(connection,), daemon=True)
+            with self._lock:
+                self._connections.append(connection)
+                self._threads.append(thread)
+            thread.start()
+
+    def _run(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            self._serve(connection)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the listener is being stopped."""
+        return self._stopping.wait(seconds)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._acceptor is not None:
+            self._acceptor.join(5)
+        self._socket.close()
+        with self._lock:
+            connections, threads = list(self._connections), list(self._threads)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(5)
+
+
+def _read_request(connection: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class ScriptedServer:
+    """Answers every request on 127.0.0.1 by playing ``script()``: waits and raw writes."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script  # replace at any time: the next request plays the new one
+        self._count = 0
+        self._count_lock = threading.Lock()
+        self.request_lines: list[bytes] = []
+        self._listener = _Listener(self._serve)
+
+    def __enter__(self) -> ScriptedServer:
+        self._listener.listen()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._listener.close()
+
+    @property
+    def jwks_url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.port}{CERTS_PATH}"
+
+    @property
+    def request_count(self) -> int:
+        with self._count_lock:
+            return self._count
+
+    def _serve(self, connection: socket.socket) -> None:
+        request = _read_request(connection)
+        if not request:
+            return
+        with self._count_lock:
+            self._count += 1
+            self.request_lines.append(request.split(b"\r\n", 1)[0])
+        for delay, data in self.script():
+            if delay and self._listener.wait(delay):
+                return
+            connection.sendall(data)
+
+
+class Relay:
+    """A port on 127.0.0.1 that refuses connections until ``open()``, relays them to
+    ``target_port`` until ``close()``, and refuses them again afterwards."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._listener = _Listener(self._serve)
+        self.port = self._listener.port
+        self._opened = False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def open(self) -> None:
+        self._listener.listen()
+        self._opened = True
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with socket.create_connection(("127.0.0.1", self._target_port)) as upstream:
+            back = threading.Thread(target=_pump, args=(upstream, connection), daemon=True)
+            back.start()
+            _pump(connection, upstream)
+            back.join(5)
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def relay_to(target_port: int) -> Iterator[Relay]:
+    relay = Relay(target_port)
+    try:
+        yield relay
+    finally:
+        relay.close()
