@@ -1,0 +1,405 @@
+"""Requests per second through uvicorn: no authentication, keycloak_m2m, and the usual peers.
+
+Every server is a Starlette or FastAPI app with one endpoint, alone in a uvicorn process on
+127.0.0.1. wrk (Debian's ``wrk`` package) drives each from another process for a fixed number of
+requests, all carrying one valid service-account token from a local Keycloak-compatible realm.
+Rounds are interleaved across the servers so machine noise hits them alike; each server's result
+is its median over the rounds, and its ratio to the same framework without authentication.
+
+    python benchmarks/middleware.py [--rounds N] [--requests N] [--quick]
+
+A measurement, not a test: it always exits 0 once the numbers are printed.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations at runtime,
+# and the dependencies below are local to the functions that build the apps.
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import httpx
+
+from keycloak_m2m.testing import LocalRealm
+
+CLIENT_ID = "shop-api"
+AUDIENCE = "notification-service"
+OTHER_AUDIENCE = "billing-service"
+REALM = "shop"
+# Longer than any run: a token expiring mid-run would turn into a stream of 401s.
+TOKEN_LIFETIME = 3600
+TARGET = 0.95
+CONNECTIONS = 32
+WARMUP_REQUESTS = 2000
+DISTRIBUTIONS = (
+    "keycloak-m2m",
+    "uvicorn",
+    "starlette",
+    "fastapi",
+    "fastapi-keycloak-middleware",
+    "python-keycloak",
+    "PyJWT",
+)
+# wrk runs for a duration, not a request count: this script times the first ``BENCH_REQUESTS``
+# answers itself (monotonic clock through LuaJIT's FFI), prints them on a FIXED line, and stops;
+# the driver then ends wrk. It runs with one wrk thread, so one Lua state counts everything.
+WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *ts);
+]]
+local CLOCK_MONOTONIC = 1
+local ts = ffi.new("bench_timespec")
+local function now()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+local limit = tonumber(os.getenv("BENCH_REQUESTS"))
+local answered, failed, started = 0, 0, nil
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
+function init(args) started = now() end
+function response(status, headers, body)
+  answered = answered + 1
+  if status ~= 200 then failed = failed + 1 end
+  if answered == limit then
+    io.write(string.format("FIXED %d %d %.6f\\n", answered, failed, now() - started))
+    io.flush()
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class Server:
+    framework: str
+    name: str
+    # Whether the ratio to the framework's unauthenticated server has to meet TARGET.
+    targeted: bool = False
+
+
+SERVERS = {
+    "starlette-none": Server("starlette", "no authentication"),
+    "starlette-middleware": Server("starlette", "keycloak_m2m TokenAuthMiddleware", True),
+    "fastapi-none": Server("fastapi", "no authentication"),
+    "fastapi-middleware": Server("fastapi", "keycloak_m2m TokenAuthMiddleware", True),
+    "fastapi-middleware-nocache": Server("fastapi", "keycloak_m2m middleware, token cache off"),
+    "fastapi-dependency": Server("fastapi", "keycloak_m2m TokenAuth dependency"),
+    "fastapi-keycloak-middleware": Server("fastapi", "fastapi-keycloak-middleware"),
+    "fastapi-pyjwt": Server("fastapi", "PyJWT PyJWKClient dependency"),
+}
+
+
+# --- the apps, built inside the server process ------------------------------------------------
+
+
+def starlette_app(variant: str, issuer: str) -> Any:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from keycloak_m2m import TokenValidator
+    from keycloak_m2m.asgi import TokenAuthMiddleware
+
+    async def hello(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    middleware = []
+    if variant == "starlette-middleware":
+        validator = TokenValidator(issuer, AUDIENCE)
+        middleware.append(Middleware(TokenAuthMiddleware, validator=validator))
+    return Starlette(routes=[Route("/hello", hello)], middleware=middleware)
+
+
+def fastapi_app(variant: str, issuer: str) -> Any:
+    from fastapi import Depends, FastAPI
+
+    app = FastAPI()
+    dependencies = []
+    if variant in ("fastapi-middleware", "fastapi-middleware-nocache"):
+        from keycloak_m2m import TokenValidator
+        from keycloak_m2m.asgi import TokenAuthMiddleware
+
+        cache_size = 0 if variant == "fastapi-middleware-nocache" else 4096
+        validator = TokenValidator(issuer, AUDIENCE, token_cache_size=cache_size)
+        app.add_middleware(TokenAuthMiddleware, validator=validator)
+    elif variant == "fastapi-dependency":
+        from keycloak_m2m import TokenValidator
+        from keycloak_m2m.fastapi import TokenAuth
+
+        auth = TokenAuth(TokenValidator(issuer, AUDIENCE))
+        auth.install(app)
+        dependencies.append(Depends(auth))
+    elif variant == "fastapi-keycloak-middleware":
+        keycloak_middleware(app, issuer)
+    elif variant == "fastapi-pyjwt":
+        dependencies.append(Depends(pyjwt_dependency(issuer)))
+
+    @app.get("/hello", dependencies=dependencies)
+    async def hello() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def keycloak_middleware(app: Any, issuer: str) -> None:
+    from fastapi_keycloak_middleware import (  # type: ignore[import-untyped]
+        KeycloakConfiguration,
+        setup_keycloak_middleware,
+    )
+
+    server_url = issuer.split("/realms/")[0]
+    configuration = KeycloakConfiguration(
+        url=server_url,
+        realm=REALM,
+        client_id=AUDIENCE,
+        # The same checks as the others: issuer, audience and expiry besides the signature.
+        validation_options={"check_claims": {"iss": issuer, "aud": AUDIENCE, "exp": None}},
+    )
+    setup_keycloak_middleware(app, keycloak_configuration=configuration)
+
+
+def pyjwt_dependency(issuer: str) -> Callable[..., Any]:
+    """The usual recipe: HTTPBearer, PyJWKClient for the key, jwt.decode for the claims."""
+    import jwt
+    from fastapi import Depends, HTTPException
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+    jwks = jwt.PyJWKClient(issuer + "/protocol/openid-connect/certs")
+    bearer = HTTPBearer()
+
+    async def verified_claims(
+        credentials: Annotated[HTTPAuthorizationCredentials, Depends(bearer)],
+    ) -> dict[str, Any]:
+        token = credentials.credentials
+        try:
+            key = jwks.get_signing_key_from_jwt(token)
+            claims: dict[str, Any] = jwt.decode(
+                token, key.key, algorithms=["RS256"], audience=AUDIENCE, issuer=issuer, leeway=30
+            )
+        except jwt.PyJWTError:
+            raise HTTPException(401, "invalid token") from None
+        return claims
+
+    return verified_claims
+
+
+def serve(variant: str, issuer: str) -> None:
+    """The server process: print the port, then serve until terminated."""
+    import uvicorn
+
+    framework = SERVERS[variant].framework
+    app = (
+        starlette_app(variant, issuer) if framework == "starlette" else fastapi_app(variant, issuer)
+    )
+    sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    print(sock.getsockname()[1], flush=True)
+    http, loop = uvicorn_choices()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http=http, loop=loop)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def uvicorn_choices() -> tuple[Literal["httptools", "h11"], Literal["uvloop", "asyncio"]]:
+    # The fastest implementations installed: "uvicorn[standard]" brings them, as in production.
+    http: Literal["httptools", "h11"] = "httptools" if find_spec("httptools") else "h11"
+    loop: Literal["uvloop", "asyncio"] = "uvloop" if find_spec("uvloop") else "asyncio"
+    return http, loop
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+@contextmanager
+def server_process(variant: str, issuer: str) -> Iterator[str]:
+    """Start ``serve(variant)`` in a child process; yield its base URL; terminate it after."""
+    command = [sys.executable, __file__, "--serve", variant, "--issuer", issuer]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until_up(base_url)
+        yield base_url
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+def wait_until_up(base_url: str) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(base_url + "/hello", timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def check_answers(variant: str, base_url: str, token: str, foreign_token: str) -> str:
+    """Valid token 200; no token, garbage and another audience's token refused."""
+    statuses = [
+        httpx.get(base_url + "/hello", headers=headers).status_code
+        for headers in (
+            {"Authorization": f"Bearer {token}"},
+            {},
+            {"Authorization": "Bearer garbage"},
+            {"Authorization": f"Bearer {foreign_token}"},
+        )
+    ]
+    if SERVERS[variant].name == "no authentication":
+        return "ok" if statuses[0] == 200 else f"FAILED {statuses}"
+    refused = all(status in (401, 403) for status in statuses[1:])
+    return "ok" if statuses[0] == 200 and refused else f"FAILED {statuses}"
+
+
+def run_wrk(base_url: str, token: str, requests: int, script: Path) -> float:
+    """Requests per second over ``requests`` requests; raises if any answer was not 200."""
+    environment = {
+        **os.environ,
+        "BENCH_REQUESTS": str(requests),
+        "BENCH_AUTHORIZATION": f"Bearer {token}",
+    }
+    # The duration only bounds a run that goes wrong; the FIXED line ends a normal one.
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", "-d300s", "-s", str(script), base_url + "/hello"]
+    with subprocess.Popen(  # noqa: S603
+        command, env=environment, stdout=subprocess.PIPE, text=True
+    ) as wrk:
+        assert wrk.stdout is not None
+        fixed = next((line for line in wrk.stdout if line.startswith("FIXED ")), None)
+        wrk.terminate()
+    if fixed is None:
+        raise RuntimeError(f"wrk ended before {requests} answers")
+    _, answered, failed, seconds = fixed.split()
+    if int(failed):
+        raise RuntimeError(f"{failed} of {answered} answers were not 200 from {base_url}")
+    return int(answered) / float(seconds)
+
+
+def obtain_token(realm: LocalRealm, client_id: str, secret: str) -> str:
+    """A token from the realm's token endpoint, as a real client gets one."""
+    grant = {"grant_type": "client_credentials"}
+    response = httpx.post(realm.token_url, data=grant, auth=(client_id, secret))
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
+def measure(settings: Settings) -> tuple[dict[str, list[float]], dict[str, str]]:
+    with LocalRealm(REALM, token_lifetime=TOKEN_LIFETIME) as realm, ExitStack() as stack:
+        secret = "bench-secret"
+        realm.add_client(CLIENT_ID, secret, audience=[AUDIENCE])
+        realm.add_client("intruder", secret, audience=[OTHER_AUDIENCE])
+        token = obtain_token(realm, CLIENT_ID, secret)
+        foreign_token = obtain_token(realm, "intruder", secret)
+        script = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "fixed.lua"
+        script.write_text(WRK_SCRIPT)
+        urls = {v: stack.enter_context(server_process(v, realm.issuer)) for v in SERVERS}
+        checks = {v: check_answers(v, url, token, foreign_token) for v, url in urls.items()}
+        for url in urls.values():
+            run_wrk(url, token, WARMUP_REQUESTS, script)
+        samples: dict[str, list[float]] = {variant: [] for variant in SERVERS}
+        for _ in range(settings.rounds):
+            for variant, url in urls.items():
+                samples[variant].append(run_wrk(url, token, settings.requests, script))
+    return samples, checks
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def print_header(settings: Settings) -> None:
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)  # noqa: S607
+    print(f"Python {platform.python_version()} ({platform.python_implementation()})")
+    print(f"{os.cpu_count()} logical cores; {platform.platform()}")
+    print(", ".join(f"{name} {version_of(name)}" for name in DISTRIBUTIONS))
+    http, loop = uvicorn_choices()
+    print(f"uvicorn: one worker, http={http}, loop={loop}, no access log")
+    print(f"load: {wrk_version.stdout.split(' [')[0].strip()}, 1 thread, {CONNECTIONS} connections")
+    print(
+        f"{settings.rounds} rounds of {settings.requests} requests per server, interleaved; "
+        "median req/s; one valid RS256 token on every request"
+    )
+    print()
+
+
+def print_table(samples: dict[str, list[float]], checks: dict[str, str]) -> None:
+    baselines = {
+        server.framework: statistics.median(samples[variant])
+        for variant, server in SERVERS.items()
+        if server.name == "no authentication"
+    }
+    print(f"{'server':<52} {'req/s':>8} {'vs none':>8} {'spread':>7}  {'answers':<8} target")
+    for variant, server in SERVERS.items():
+        rates = samples[variant]
+        median = statistics.median(rates)
+        ratio = median / baselines[server.framework]
+        spread = (max(rates) - min(rates)) / median
+        target = ""
+        if server.targeted:
+            target = f">= {TARGET:.2f}x  {'PASS' if ratio >= TARGET else 'MISS'}"
+        label = f"{server.framework}: {server.name}"
+        print(
+            f"{label:<52} {median:>8.0f} {ratio:>7.2f}x {spread:>6.1%}  {checks[variant]:<8} "
+            f"{target}".rstrip()
+        )
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per server (default 7)")
+    parser.add_argument(
+        "--requests", type=int, default=20000, help="requests per server and round (default 20000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3000, a smoke run")
+    parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
+    parser.add_argument("--issuer", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.serve:
+        serve(arguments.serve, arguments.issuer)
+        return 0
+    if arguments.quick:
+        settings = Settings(rounds=2, requests=3000)
+    else:
+        settings = Settings(rounds=arguments.rounds, requests=arguments.requests)
+    print_header(settings)
+    samples, checks = measure(settings)
+    print_table(samples, checks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

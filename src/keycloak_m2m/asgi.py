@@ -1,0 +1,235 @@
+"""ASGI middleware: every HTTP request and websocket needs a valid bearer token.
+
+Plain ASGI, so it works in Starlette, FastAPI, Litestar, Quart or a bare ASGI callable::
+
+    app.add_middleware(TokenAuthMiddleware, validator=validator, exclude_paths=["/health"])
+
+On success ``scope["auth"]`` is the Principal and ``scope["user"]`` a ServiceUser, the shapes
+Starlette's ``request.auth``, ``request.user`` and ``requires(...)`` expect. Anonymous requests (on
+an excluded path, or with ``optional=True`` and no token) get ``ANONYMOUS`` in both.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._bearer import ErrorAnswer, bearer_token, error_answer, has_access_token, scan_asgi_headers
+from ._errors import AuthError, KeysUnavailable, MissingToken
+from ._principal import Principal
+from ._validator import TokenValidator
+
+__all__ = ["ANONYMOUS", "Anonymous", "ServiceUser", "TokenAuthMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+# Starlette, Litestar and Quart each type ASGI callables their own, mutually incompatible way
+# (plain mappings, TypedDicts); the loose type lets every one of them type-check the wrapping.
+ASGIApp = Callable[..., Awaitable[None]]
+
+# RFC 6455 section 7.4.1: 1008 "policy violation"; 1013 "try again later" suits a key outage.
+_CLOSE_REFUSED: Final = 1008
+_CLOSE_TRY_AGAIN: Final = 1013
+# RFC 6455 section 5.5: a close frame's reason fits in 123 bytes.
+_MAX_CLOSE_REASON: Final = 123
+_DENIAL_EXTENSION: Final = "websocket.http.response"
+
+
+class ServiceUser:
+    """``scope["user"]`` of an authenticated request, shaped like Starlette's ``BaseUser``."""
+
+    # A plain slotted class, not a frozen dataclass: one is made per request, and a frozen
+    # dataclass's __init__ costs several times more.
+    __slots__ = ("principal",)
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    def __repr__(self) -> str:
+        return f"ServiceUser({self.principal.client_id!r})"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.principal.client_id
+
+    @property
+    def identity(self) -> str:
+        return self.principal.subject or self.principal.client_id
+
+
+@dataclass(frozen=True, slots=True)
+class Anonymous:
+    """``scope["auth"]`` and ``scope["user"]`` of a request that presented no token.
+
+    Shaped like Starlette's empty ``AuthCredentials`` and ``UnauthenticatedUser``: no scopes, so
+    ``requires(...)`` refuses it instead of failing on a missing attribute.
+    """
+
+    scopes: frozenset[str] = frozenset()
+    is_authenticated: bool = False
+    display_name: str = ""
+    identity: str = ""
+
+
+ANONYMOUS: Final = Anonymous()
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    validator: TokenValidator
+    realm: str
+    open_paths: frozenset[str]
+    optional: bool
+    roles: tuple[str, ...]
+    client_roles: Mapping[str, tuple[str, ...]]
+    scopes: tuple[str, ...]
+    checks_grants: bool
+
+
+class TokenAuthMiddleware:
+    """Refuses HTTP requests and websockets without a valid token, answering per RFC 6750.
+
+    ``exclude_paths`` are exact request paths (``scope["path"]``) left open, e.g. health checks
+    and API docs. ``roles``, ``client_roles`` and ``scopes`` must all be held by the caller; wrap
+    a single route or mount with another instance for per-route requirements. With ``optional``
+    a request without a token passes as ``ANONYMOUS``; a bad token is still refused. ``realm``
+    names the protection space in ``WWW-Authenticate`` (default: the validator's issuer).
+    ``lifespan`` and any other scope type pass through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        validator: TokenValidator,
+        exclude_paths: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        client_roles: Mapping[str, Iterable[str]] | None = None,
+        scopes: Iterable[str] = (),
+        optional: bool = False,
+        realm: str | None = None,
+    ) -> None:
+        open_paths = frozenset(exclude_paths)
+        if not all(isinstance(path, str) and path.startswith("/") for path in open_paths):
+            raise ValueError("exclude_paths must be request paths starting with '/'")
+        self.app = app
+        self._policy = _Policy(
+            validator=validator,
+            realm=validator.issuer if realm is None else realm,
+            open_paths=open_paths,
+            optional=optional,
+            roles=_names(roles),
+            client_roles={client: _names(names) for client, names in (client_roles or {}).items()},
+            scopes=_names(scopes),
+            checks_grants=bool(roles or client_roles or scopes),
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Handle one connection; ``Any`` for the same reason as ``ASGIApp``."""
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        policy = self._policy
+        if scope["path"] in policy.open_paths:
+            scope["auth"] = scope["user"] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        # Inline rather than split into helpers: this runs on every request, and each extra
+        # coroutine would cost more than the checks themselves.
+        try:
+            authorization, form = scan_asgi_headers(scope["headers"])
+            token_elsewhere = has_access_token(scope.get("query_string", b""))
+            if form and kind == "http" and not token_elsewhere:
+                receive, body = await _buffer_body(receive)
+                token_elsewhere = has_access_token(body)
+            token = bearer_token(authorization, token_elsewhere=token_elsewhere)
+            if token is None:
+                if not policy.optional:
+                    raise MissingToken()
+                principal = None
+            else:
+                principal = await policy.validator.validate_async(token)
+                if policy.checks_grants:
+                    principal.require(policy.roles, policy.client_roles, policy.scopes)
+        except AuthError as error:
+            answer = error_answer(error, policy.realm)
+            if kind == "http":
+                await _send_http(answer, send)
+            else:
+                await _refuse_websocket(scope, error, answer, send)
+            return
+        if principal is None:
+            scope["auth"] = scope["user"] = ANONYMOUS
+        else:
+            scope["auth"] = principal
+            scope["user"] = ServiceUser(principal)
+        await self.app(scope, receive, send)
+
+
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    # A lone string is one name, not a sequence of one-letter names.
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:
+    """Read the whole request body, and a receive channel that hands it on unchanged."""
+    messages: deque[Message] = deque()
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return messages.popleft() if messages else await receive()
+
+    return replay, body
+
+
+def _raw_headers(answer: ErrorAnswer) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in answer.headers.items()
+    ]
+    headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
+    return headers
+
+
+async def _send_http(answer: ErrorAnswer, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status_code,
+            "headers": _raw_headers(answer),
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _refuse_websocket(
+    scope: Scope, error: AuthError, answer: ErrorAnswer, send: Send
+) -> None:
+    """Refuse the handshake: an HTTP denial response where the server can send one, else close."""
+    if _DENIAL_EXTENSION in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": answer.status_code,
+                "headers": _raw_headers(answer),
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": answer.body})
+        return
+    code = _CLOSE_TRY_AGAIN if isinstance(error, KeysUnavailable) else _CLOSE_REFUSED
+    reason = error.description.encode("utf-8")[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
+    await send({"type": "websocket.close", "code": code, "reason": reason})
