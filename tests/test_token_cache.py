@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from keycloak_m2m import ExpiredToken, TokenValidator
+from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
 from .support import CLIENT, FakeClock, Validate
@@ -69,3 +69,17 @@ def test_a_hit_after_the_key_ttl_refreshes_the_keys(
     clock.advance(301)
     validate(validator, token)
     assert realm.request_count("certs") == 2
+
+
+def test_a_token_sharing_the_end_of_a_cached_one_is_validated_in_full(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    validator = make_validator()
+    genuine = realm.mint(CLIENT)
+    validate(validator, genuine)
+    # Another payload under the genuine signature: the cache is keyed on the signature's end.
+    other = realm.mint(CLIENT, claims={"azp": CLIENT, "scope": "admin"})
+    spliced = other.rsplit(".", 1)[0] + "." + genuine.rsplit(".", 1)[1]
+    with pytest.raises(InvalidSignature):
+        validate(validator, spliced)
+    assert validate(validator, genuine).scopes == frozenset({"profile", "email"})
