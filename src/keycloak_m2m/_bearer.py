@@ -7,14 +7,16 @@ values, query string, form body) and sends back the ``ErrorAnswer`` in its own w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from ._errors import AuthError, InvalidRequest
+from ._principal import Principal, as_names
 
 __all__ = [
     "ErrorAnswer",
+    "Requirement",
     "bearer_token",
     "error_answer",
     "has_access_token",
@@ -97,3 +99,43 @@ def error_answer(error: AuthError, realm: str) -> ErrorAnswer:
     headers = {**error.response_headers(realm), "Content-Type": "application/json"}
     body = json.dumps(error.response_body(), separators=(",", ":")).encode("utf-8")
     return ErrorAnswer(error.status_code, headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route asks of its caller: roles, client roles and scopes (all required), and
+    whether a request without a token may pass as anonymous."""
+
+    roles: tuple[str, ...] = ()
+    client_roles: Mapping[str, tuple[str, ...]] | None = None
+    scopes: tuple[str, ...] = ()
+    optional: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        roles: Iterable[str] = (),
+        client_roles: Mapping[str, Iterable[str]] | None = None,
+        scopes: Iterable[str] = (),
+        optional: bool = False,
+    ) -> Requirement:
+        # Read the names once, at setup: a generator passed in would be empty on the next request.
+        return cls(
+            roles=as_names(roles),
+            client_roles=(
+                None
+                if client_roles is None
+                else {client: as_names(names) for client, names in client_roles.items()}
+            ),
+            scopes=as_names(scopes),
+            optional=optional,
+        )
+
+    @property
+    def checks_grants(self) -> bool:
+        return bool(self.roles or self.client_roles or self.scopes)
+
+    def check(self, principal: Principal, extra_scopes: Sequence[str] = ()) -> None:
+        """Raise InsufficientScope naming whatever the caller lacks."""
+        if self.checks_grants or extra_scopes:
+            principal.require(self.roles, self.client_roles, (*self.scopes, *extra_scopes))

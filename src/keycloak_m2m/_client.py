@@ -24,7 +24,6 @@ import random
 import re
 import threading
 import time
-import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
@@ -33,6 +32,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 
 from ._http import tls_context
+from ._locks import LoopLocks
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
@@ -330,9 +330,7 @@ class ClientCredentials(httpx.Auth):
         self._clock = clock
         self._cache = _TokenCache(clock)
         self._lock = threading.Lock()
-        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async_locks = LoopLocks()
         if self._settings.token_url.startswith("https:"):
             tls_context()  # load CA certificates now, not inside the event loop on first use
 
@@ -463,19 +461,11 @@ class ClientCredentials(httpx.Auth):
         token = self._cache.usable(rejected)
         if token is not None:
             return token
-        async with self._async_lock():
+        async with self._async_locks.current():
             token = self._cache.after_waiting(rejected, seen_fetches)
             if token is None:
                 token = await self._run_async(self._renewal_flow())
         return token
-
-    def _async_lock(self) -> asyncio.Lock:
-        # An asyncio.Lock belongs to one event loop; the credentials may outlive a loop.
-        loop = asyncio.get_running_loop()
-        lock = self._async_locks.get(loop)
-        if lock is None:
-            lock = self._async_locks[loop] = asyncio.Lock()
-        return lock
 
     def _http_options(self) -> dict[str, Any]:
         url = self._settings.token_url

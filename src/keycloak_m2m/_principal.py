@@ -31,14 +31,14 @@ class Principal:
         scopes: Iterable[str] = (),
     ) -> None:
         """Raise InsufficientScope naming every required role and scope the caller lacks."""
-        missing_roles = [role for role in _names(roles) if role not in self.realm_roles]
+        missing_roles = [role for role in as_names(roles) if role not in self.realm_roles]
         missing_client_roles = [
             (client, role)
             for client, wanted in (client_roles or {}).items()
-            for role in _names(wanted)
+            for role in as_names(wanted)
             if role not in self.client_roles.get(client, frozenset())
         ]
-        missing_scopes = [scope for scope in _names(scopes) if scope not in self.scopes]
+        missing_scopes = [scope for scope in as_names(scopes) if scope not in self.scopes]
         if missing_roles or missing_client_roles or missing_scopes:
             raise InsufficientScope(
                 missing_roles=missing_roles,
@@ -76,6 +76,6 @@ def verified_principal(
     return principal
 
 
-def _names(names: Iterable[str]) -> tuple[str, ...]:
-    # A lone string is one name, not a sequence of one-letter names.
+def as_names(names: Iterable[str]) -> tuple[str, ...]:
+    """Role or scope names as a tuple; a lone string is one name, not one name per letter."""
     return (names,) if isinstance(names, str) else tuple(names)

@@ -7,12 +7,10 @@ outcome, and resumes the flow. The two drivers are the only code with locks and 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from ._jose import (
     verifying_key,
 )
 from ._keyset import KeyCachePolicy, KeySet
+from ._locks import LoopLocks
 from ._principal import Principal
 
 __all__ = ["DiscoveryError", "TokenValidator"]
@@ -137,9 +136,7 @@ class TokenValidator:
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._token_cache_size = token_cache_size
         self._lock = threading.Lock()
-        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async_locks = LoopLocks()
         if self._jwks_url.startswith("https:"):
             tls_context()  # load CA certificates now, not inside the event loop on first use
 
@@ -206,21 +203,13 @@ class TokenValidator:
         try:
             seen_attempts = next(flow)
             while True:
-                async with self._async_lock():
+                async with self._async_locks.current():
                     if self._keys.attempts == seen_attempts:
                         self._record(await fetch_async(self._jwks_url, self._fetch_policy))
                 seen_attempts = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
             return verified
-
-    def _async_lock(self) -> asyncio.Lock:
-        # An asyncio.Lock belongs to one event loop; a validator may outlive a loop (tests, CLIs).
-        loop = asyncio.get_running_loop()
-        lock = self._async_locks.get(loop)
-        if lock is None:
-            lock = self._async_locks[loop] = asyncio.Lock()
-        return lock
 
     def _record(self, outcome: bytes | FetchFailure) -> None:
         if isinstance(outcome, FetchFailure):

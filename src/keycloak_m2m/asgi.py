@@ -16,7 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._bearer import ErrorAnswer, bearer_token, error_answer, has_access_token, scan_asgi_headers
+from ._bearer import (
+    ErrorAnswer,
+    Requirement,
+    bearer_token,
+    error_answer,
+    has_access_token,
+    scan_asgi_headers,
+)
 from ._errors import AuthError, KeysUnavailable, MissingToken
 from ._principal import Principal
 from ._validator import TokenValidator
@@ -87,11 +94,7 @@ class _Policy:
     validator: TokenValidator
     realm: str
     open_paths: frozenset[str]
-    optional: bool
-    roles: tuple[str, ...]
-    client_roles: Mapping[str, tuple[str, ...]]
-    scopes: tuple[str, ...]
-    checks_grants: bool
+    requirement: Requirement
 
 
 class TokenAuthMiddleware:
@@ -125,11 +128,7 @@ class TokenAuthMiddleware:
             validator=validator,
             realm=validator.issuer if realm is None else realm,
             open_paths=open_paths,
-            optional=optional,
-            roles=_names(roles),
-            client_roles={client: _names(names) for client, names in (client_roles or {}).items()},
-            scopes=_names(scopes),
-            checks_grants=bool(roles or client_roles or scopes),
+            requirement=Requirement.of(roles, client_roles, scopes, optional),
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -153,13 +152,12 @@ class TokenAuthMiddleware:
                 token_elsewhere = has_access_token(body)
             token = bearer_token(authorization, token_elsewhere=token_elsewhere)
             if token is None:
-                if not policy.optional:
+                if not policy.requirement.optional:
                     raise MissingToken()
                 principal = None
             else:
                 principal = await policy.validator.validate_async(token)
-                if policy.checks_grants:
-                    principal.require(policy.roles, policy.client_roles, policy.scopes)
+                policy.requirement.check(principal)
         except AuthError as error:
             answer = error_answer(error, policy.realm)
             if kind == "http":
@@ -173,11 +171,6 @@ class TokenAuthMiddleware:
             scope["auth"] = principal
             scope["user"] = ServiceUser(principal)
         await self.app(scope, receive, send)
-
-
-def _names(names: Iterable[str]) -> tuple[str, ...]:
-    # A lone string is one name, not a sequence of one-letter names.
-    return (names,) if isinstance(names, str) else tuple(names)
 
 
 async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from fastapi import FastAPI, HTTPException, Request, Security
@@ -34,7 +33,14 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.responses import Response
 
-from ._bearer import ErrorAnswer, bearer_token, error_answer, has_access_token, scan_asgi_headers
+from ._bearer import (
+    ErrorAnswer,
+    Requirement,
+    bearer_token,
+    error_answer,
+    has_access_token,
+    scan_asgi_headers,
+)
 from ._errors import AuthError, MissingToken
 from ._principal import Principal
 from ._validator import TokenValidator
@@ -45,19 +51,7 @@ _BEARER_SCHEME: Final = "bearerAuth"
 _CLIENT_CREDENTIALS_SCHEME: Final = "clientCredentials"
 
 
-@dataclass(frozen=True, slots=True)
-class _Requirement:
-    roles: tuple[str, ...] = ()
-    client_roles: Mapping[str, tuple[str, ...]] | None = None
-    scopes: tuple[str, ...] = ()
-    optional: bool = False
-
-    @property
-    def checks_grants(self) -> bool:
-        return bool(self.roles or self.client_roles or self.scopes)
-
-
-_ANY_CALLER: Final = _Requirement()
+_ANY_CALLER: Final = Requirement()
 
 
 class _Refused(HTTPException):
@@ -141,20 +135,11 @@ class TokenAuth(SecurityBase):
 
         With ``optional`` a request without a token gets None; a bad token is still refused.
         """
-        requirement = _Requirement(
-            roles=_names(roles),
-            client_roles=(
-                None
-                if client_roles is None
-                else {client: _names(names) for client, names in client_roles.items()}
-            ),
-            scopes=_names(scopes),
-            optional=optional,
-        )
+        requirement = Requirement.of(roles, client_roles, scopes, optional)
         return _Dependency(self, requirement)
 
     async def _authenticate(
-        self, request: Request, requirement: _Requirement, security_scopes: Sequence[str]
+        self, request: Request, requirement: Requirement, security_scopes: Sequence[str]
     ) -> Principal | None:
         try:
             authorization, form = scan_asgi_headers(request.scope["headers"])
@@ -169,12 +154,7 @@ class TokenAuth(SecurityBase):
                     return None
                 raise MissingToken()
             principal = await self._validator.validate_async(token)
-            if requirement.checks_grants or security_scopes:
-                principal.require(
-                    requirement.roles,
-                    requirement.client_roles,
-                    (*requirement.scopes, *security_scopes),
-                )
+            requirement.check(principal, security_scopes)
         except AuthError as error:
             raise _Refused(error_answer(error, self._realm), error) from error
         return principal
@@ -188,7 +168,7 @@ class _Dependency(SecurityBase):
 
     __signature__: inspect.Signature
 
-    def __init__(self, auth: TokenAuth, requirement: _Requirement) -> None:
+    def __init__(self, auth: TokenAuth, requirement: Requirement) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
         self._auth = auth
@@ -226,8 +206,3 @@ def _dependency_signature(
             )
         )
     return inspect.Signature(parameters)
-
-
-def _names(names: Iterable[str]) -> tuple[str, ...]:
-    # A lone string is one name, not a sequence of one-letter names.
-    return (names,) if isinstance(names, str) else tuple(names)

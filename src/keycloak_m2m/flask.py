@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 
-from ._bearer import bearer_token, error_answer, has_access_token, is_form
+from ._bearer import Requirement, bearer_token, error_answer, has_access_token, is_form
 from ._errors import AuthError, MissingToken
 from ._principal import Principal
 from ._validator import TokenValidator
@@ -45,14 +45,6 @@ _EXTENSION: Final = "keycloak_m2m"
 class _Settings:
     validator: TokenValidator
     realm: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Requirement:
-    roles: tuple[str, ...]
-    client_roles: Mapping[str, tuple[str, ...]] | None
-    scopes: tuple[str, ...]
-    optional: bool
 
 
 def current_principal() -> Principal | None:
@@ -98,16 +90,7 @@ class TokenAuth:
         With ``optional`` a request without a token runs the view as anonymous (the principal is
         None); a bad token is still refused.
         """
-        requirement = _Requirement(
-            roles=_names(roles),
-            client_roles=(
-                None
-                if client_roles is None
-                else {client: _names(names) for client, names in client_roles.items()}
-            ),
-            scopes=_names(scopes),
-            optional=optional,
-        )
+        requirement = Requirement.of(roles, client_roles, scopes, optional)
 
         def decorate(view: View) -> View:
             if inspect.iscoroutinefunction(view):
@@ -132,7 +115,7 @@ class TokenAuth:
 
         return decorate
 
-    def _admit(self, requirement: _Requirement) -> Response | None:
+    def _admit(self, requirement: Requirement) -> Response | None:
         """Put the caller on ``g`` and return None, or return the refusal to send."""
         settings = self._current_settings()
         try:
@@ -151,7 +134,7 @@ class TokenAuth:
         return settings
 
 
-def _principal(validator: TokenValidator, requirement: _Requirement) -> Principal | None:
+def _principal(validator: TokenValidator, requirement: Requirement) -> Principal | None:
     token_elsewhere = has_access_token(request.query_string)
     if not token_elsewhere and is_form(request.content_type):
         # cache=True: the view can still read the body, or request.form.
@@ -163,7 +146,7 @@ def _principal(validator: TokenValidator, requirement: _Requirement) -> Principa
             return None
         raise MissingToken()
     principal = validator.validate(token)
-    principal.require(requirement.roles, requirement.client_roles, requirement.scopes)
+    requirement.check(principal)
     return principal
 
 
@@ -197,8 +180,3 @@ def _validator_options() -> tuple[str, ...]:
     # Every keyword option of TokenValidator has a setting, so new options need no change here.
     parameters = inspect.signature(TokenValidator).parameters.values()
     return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-
-def _names(names: Iterable[str]) -> tuple[str, ...]:
-    # A lone string is one name, not a sequence of one-letter names.
-    return (names,) if isinstance(names, str) else tuple(names)
