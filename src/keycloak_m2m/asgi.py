@@ -24,7 +24,7 @@ from ._bearer import (
     has_access_token,
     scan_asgi_headers,
 )
-from ._errors import AuthError, KeysUnavailable, MissingToken
+from ._errors import AuthError, InvalidRequest, KeysUnavailable, MissingToken
 from ._principal import Principal
 from ._validator import TokenValidator
 
@@ -38,6 +38,9 @@ Send = Callable[[Message], Awaitable[None]]
 # (plain mappings, TypedDicts); the loose type lets every one of them type-check the wrapping.
 ASGIApp = Callable[..., Awaitable[None]]
 
+# An urlencoded form body is read before authentication, to refuse a token sent in it (RFC 6750
+# section 2): an unauthenticated client must not make the server hold megabytes for that.
+MAX_FORM_BODY: Final = 1024 * 1024
 # RFC 6455 section 7.4.1: 1008 "policy violation"; 1013 "try again later" suits a key outage.
 _CLOSE_REFUSED: Final = 1008
 _CLOSE_TRY_AGAIN: Final = 1013
@@ -174,11 +177,19 @@ class TokenAuthMiddleware:
 
 
 async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:
-    """Read the whole request body, and a receive channel that hands it on unchanged."""
+    """Read the whole request body, and a receive channel that hands it on unchanged.
+
+    This happens before the caller is authenticated, so the body is bounded: past
+    ``MAX_FORM_BODY`` the request is refused rather than held in memory.
+    """
     messages: deque[Message] = deque()
+    size = 0
     while True:
         message = await receive()
         messages.append(message)
+        size += len(message.get("body", b""))
+        if size > MAX_FORM_BODY:
+            raise InvalidRequest("form body too large to check for an access_token")
         if message["type"] != "http.request" or not message.get("more_body", False):
             break
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")

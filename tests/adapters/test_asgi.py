@@ -28,7 +28,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from keycloak_m2m import InsufficientScope, Principal, TokenValidator
-from keycloak_m2m.asgi import ANONYMOUS, ServiceUser, TokenAuthMiddleware
+from keycloak_m2m.asgi import ANONYMOUS, MAX_FORM_BODY, ServiceUser, TokenAuthMiddleware
 from keycloak_m2m.testing import LocalRealm
 
 from ..support import AUDIENCE, CLIENT
@@ -160,6 +160,16 @@ def test_token_also_in_the_form_is_a_bad_request(
 def test_a_form_without_a_token_still_reaches_the_app(client: TestClient, token: str) -> None:
     response = client.post("/form", data={"message": "hello"}, headers=bearer(token))
     assert response.json() == {"message": "hello"}
+
+
+def test_a_form_too_large_to_check_before_authentication_is_refused(
+    client: TestClient, realm: LocalRealm, token: str
+) -> None:
+    # Read before the caller is authenticated: an anonymous client must not make it unbounded.
+    within = "x" * (MAX_FORM_BODY - len("message="))
+    assert client.post("/form", data={"message": within}, headers=bearer(token)).status_code == 200
+    response = client.post("/form", data={"message": within + "x"}, headers=bearer(token))
+    assert_refused(response, 400, "invalid_request", realm=realm.issuer, token=token)
 
 
 # --- bad tokens -------------------------------------------------------------------------------
