@@ -10,7 +10,7 @@ import pytest
 from keycloak_m2m import TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
-from .support import AUDIENCE, CLIENT, FakeClock, Validate, validate_async, validate_sync
+from .support import AUDIENCE, FakeClock, Validate, add_shop_client, validate_async, validate_sync
 
 
 @pytest.fixture
@@ -21,13 +21,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def realm(clock: FakeClock) -> Iterator[LocalRealm]:
     with LocalRealm("shop", clock=clock) as realm:
-        realm.add_client(
-            CLIENT,
-            "shop-api-secret",
-            realm_roles=["notifications:send"],
-            client_roles={AUDIENCE: ["send"]},
-            audience=[AUDIENCE],
-        )
+        add_shop_client(realm)
         yield realm
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keycloak_m2m import Principal, TokenValidator
+from keycloak_m2m.testing import LocalRealm
 
 START = 1_750_000_000.0
 AUDIENCE = "notification-service"
@@ -35,3 +36,14 @@ def validate_sync(validator: TokenValidator, token: Any) -> Principal:
 
 def validate_async(validator: TokenValidator, token: Any) -> Principal:
     return asyncio.run(validator.validate_async(token))
+
+
+def add_shop_client(realm: LocalRealm) -> None:
+    """The caller most tests use: shop-api, allowed to send notifications."""
+    realm.add_client(
+        CLIENT,
+        "shop-api-secret",
+        realm_roles=["notifications:send"],
+        client_roles={AUDIENCE: ["send"]},
+        audience=[AUDIENCE],
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from keycloak_m2m.testing import LocalRealm
 
-from ..support import AUDIENCE, CLIENT, START, FakeClock
+from ..support import START, FakeClock, add_shop_client
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +21,7 @@ def _module_clock() -> FakeClock:
 @pytest.fixture(scope="module")
 def _module_realm(_module_clock: FakeClock) -> Iterator[LocalRealm]:
     with LocalRealm("shop", clock=_module_clock) as realm:
-        realm.add_client(
-            CLIENT,
-            "shop-api-secret",
-            realm_roles=["notifications:send"],
-            client_roles={AUDIENCE: ["send"]},
-            audience=[AUDIENCE],
-        )
+        add_shop_client(realm)
         yield realm
 
 
