@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator
+from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator, UnknownKey
 from keycloak_m2m.testing import LocalRealm
 
 from .support import CLIENT, FakeClock, Validate
@@ -83,3 +83,45 @@ def test_a_token_sharing_the_end_of_a_cached_one_is_validated_in_full(
     with pytest.raises(InvalidSignature):
         validate(validator, spliced)
     assert validate(validator, genuine).scopes == frozenset({"profile", "email"})
+
+
+def test_cached_answers_verified_tokens_only_and_never_fetches(
+    realm: LocalRealm, make_validator: MakeValidator, clock: FakeClock
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT, expires_in=60)
+    assert validator.cached(token) is None
+    principal = validator.validate(token)
+    assert validator.cached(token) is principal
+    assert validator.cached(token.encode()) is None  # type: ignore[arg-type]
+    clock.advance(60 + 30)  # past expiry and leeway
+    assert validator.cached(token) is None
+    assert realm.request_count("certs") == 1
+
+
+def test_cached_misses_once_the_key_set_is_due_for_a_refresh(
+    realm: LocalRealm, make_validator: MakeValidator, clock: FakeClock
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT, expires_in=3600)
+    principal = validator.validate(token)
+    clock.advance(299)
+    assert validator.cached(token) is principal
+    clock.advance(2)  # the key set's 300 s TTL is over
+    assert validator.cached(token) is None
+    assert realm.request_count("certs") == 1
+
+
+def test_an_early_refresh_that_drops_the_key_drops_its_cached_tokens(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    validator = make_validator()
+    old_token = realm.mint(CLIENT, expires_in=3600)
+    validate(validator, old_token)
+    realm.rotate_keys(keep_old=False)
+    clock.advance(31)  # past the refetch interval, well inside the key set's TTL
+    validate(validator, realm.mint(CLIENT))  # an unknown kid: the key set is fetched again
+    assert realm.request_count("certs") == 2
+    assert validator.cached(old_token) is None
+    with pytest.raises(UnknownKey):
+        validate(validator, old_token)

@@ -179,7 +179,7 @@ class TokenValidator:
 
     def validate(self, token: str) -> Principal:
         """Validate a token; return who called or raise an AuthError. May block to fetch keys."""
-        principal = self._recall(token)
+        principal = self.cached(token)
         if principal is not None:
             return principal
         flow = self._flow(token)
@@ -196,7 +196,7 @@ class TokenValidator:
 
     async def validate_async(self, token: str) -> Principal:
         """Validate a token; return who called or raise an AuthError. Never blocks the loop."""
-        principal = self._recall(token)
+        principal = self.cached(token)
         if principal is not None:
             return principal
         flow = self._flow(token)
@@ -251,16 +251,19 @@ class TokenValidator:
 
     # --- the verified-token cache -------------------------------------------------------------
 
-    def _recall(self, token: str) -> Principal | None:
-        if not self._verified or type(token) is not str:
-            return None  # nothing to find, or input the flow will refuse
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token this validator verified, while that verification holds.
+
+        No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
+        coroutine. None means "not in the cache", never "invalid".
+        """
+        if type(token) is not str:
+            return None  # input the full path will refuse
         cache_key = token[-_CACHE_KEY_CHARS:]
         entry = self._verified.get(cache_key)
         if entry is None or entry.token != token:
             return None
-        now = self._clock()
-        # A stale key set sends the token down the full path, which refreshes the keys.
-        if now < entry.valid_until and now < self._keys.fresh_until and not entry.key.retired:
+        if self._clock() < entry.valid_until and not entry.key.retired:
             try:
                 self._verified.move_to_end(cache_key)
             except KeyError:  # evicted by another thread meanwhile
@@ -272,9 +275,9 @@ class TokenValidator:
     def _remember(self, token: str, principal: Principal, key: VerificationKey) -> None:
         if not self._token_cache_size:
             return
-        self._verified[token[-_CACHE_KEY_CHARS:]] = _Verified(
-            token, principal, key, principal.expires_at + self._policy.leeway
-        )
+        # Until the key set is due for a refresh: then the full path refreshes it.
+        valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
+        self._verified[token[-_CACHE_KEY_CHARS:]] = _Verified(token, principal, key, valid_until)
         if len(self._verified) > self._token_cache_size:
             try:
                 self._verified.popitem(last=False)
