@@ -19,9 +19,10 @@ __all__ = [
     "Requirement",
     "bearer_token",
     "error_answer",
-    "has_access_token",
     "is_form",
+    "refuse_access_token",
     "scan_asgi_headers",
+    "single_authorization",
 ]
 
 # RFC 6750 section 2.2 defines the form-body token for this content type only.
@@ -29,53 +30,58 @@ _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # RFC 6750 sections 2.2 and 2.3: the parameter name of a token sent in the form or the query.
 _PARAMETER_NAME = "access_token"
 # RFC 6750 section 2.1: the scheme, then one space (more are tolerated), then the token.
-_SCHEME = "bearer "
-_SCHEME_LENGTH = len(_SCHEME)
+_SCHEME = "bearer"
+_SEVERAL_HEADERS = "more than one Authorization header"
 
 
-def bearer_token(authorization: Sequence[str], *, token_elsewhere: bool) -> str | None:
-    """The token of the request's one ``Authorization: Bearer`` header, or None if it has none.
-
-    ``authorization`` holds every Authorization header value of the request; ``token_elsewhere``
-    says whether an ``access_token`` was also sent in the query string or the form body.
-    Raises InvalidRequest when the token is presented in more than one way (RFC 6750 section 2).
-    """
-    if len(authorization) > 1:
-        raise InvalidRequest("more than one Authorization header")
-    if token_elsewhere:
-        raise InvalidRequest("access_token in the query or form; use the Authorization header")
-    if not authorization:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of the request's one ``Authorization`` header value, or None if it has none."""
+    if authorization is None:
         return None
-    value = authorization[0].strip()
-    # Slicing copies the token once; splitting the header would copy it twice more.
-    if value[:_SCHEME_LENGTH].lower() != _SCHEME:
+    # Partitioning copies the token once; the scheme is compared case-insensitively.
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != _SCHEME:
         return None
-    token = value[_SCHEME_LENGTH:].strip()
+    token = token.strip()
     # No b64token (RFC 6750 section 2.1) holds a comma; WSGI servers join repeated headers
     # with one, so a comma means several credentials were sent.
     if "," in token:
-        raise InvalidRequest("more than one Authorization header")
+        raise InvalidRequest(_SEVERAL_HEADERS)
     return token or None
 
 
-def scan_asgi_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[str], bool]:
-    """From raw ASGI headers: every Authorization value, and whether the body is a form."""
-    authorization: list[str] = []
+def single_authorization(values: Sequence[str]) -> str | None:
+    """The one Authorization header value of a request, or None; several are InvalidRequest."""
+    if len(values) > 1:
+        raise InvalidRequest(_SEVERAL_HEADERS)
+    return values[0] if values else None
+
+
+def scan_asgi_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
+    """From raw ASGI headers: the one Authorization value, and whether the body is a form.
+
+    Several Authorization headers are InvalidRequest.
+    """
+    authorization: str | None = None
     form = False
     for name, value in headers:
         if name == b"authorization":
-            authorization.append(value.decode("latin-1"))
+            if authorization is not None:
+                raise InvalidRequest(_SEVERAL_HEADERS)
+            authorization = value.decode("latin-1")
         elif name == b"content-type":
             form = is_form(value.decode("latin-1"))
     return authorization, form
 
 
-def has_access_token(urlencoded: str | bytes) -> bool:
-    """Whether a query string or form body carries an ``access_token`` parameter."""
+def refuse_access_token(urlencoded: str | bytes) -> None:
+    """Refuse a query string or form body carrying an ``access_token``: RFC 6750 section 2 allows
+    one way of sending the token per request, and here that is the Authorization header."""
     if not urlencoded:
-        return False
+        return
     text = urlencoded.decode("latin-1") if isinstance(urlencoded, bytes) else urlencoded
-    return any(name == _PARAMETER_NAME for name, _ in parse_qsl(text, keep_blank_values=True))
+    if any(name == _PARAMETER_NAME for name, _ in parse_qsl(text, keep_blank_values=True)):
+        raise InvalidRequest("access_token in the query or form; use the Authorization header")
 
 
 def is_form(content_type: str | None) -> bool:

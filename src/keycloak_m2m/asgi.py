@@ -21,7 +21,7 @@ from ._bearer import (
     Requirement,
     bearer_token,
     error_answer,
-    has_access_token,
+    refuse_access_token,
     scan_asgi_headers,
 )
 from ._errors import AuthError, InvalidRequest, KeysUnavailable, MissingToken
@@ -97,7 +97,9 @@ class _Policy:
     validator: TokenValidator
     realm: str
     open_paths: frozenset[str]
-    requirement: Requirement
+    optional: bool
+    # None when the caller needs no roles or scopes, so a request has nothing to check.
+    grants: Requirement | None
 
 
 class TokenAuthMiddleware:
@@ -126,12 +128,14 @@ class TokenAuthMiddleware:
         open_paths = frozenset(exclude_paths)
         if not all(isinstance(path, str) and path.startswith("/") for path in open_paths):
             raise ValueError("exclude_paths must be request paths starting with '/'")
+        requirement = Requirement.of(roles, client_roles, scopes)
         self.app = app
         self._policy = _Policy(
             validator=validator,
             realm=validator.issuer if realm is None else realm,
             open_paths=open_paths,
-            requirement=Requirement.of(roles, client_roles, scopes, optional),
+            optional=optional,
+            grants=requirement if requirement.checks_grants else None,
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -146,21 +150,23 @@ class TokenAuthMiddleware:
             await self.app(scope, receive, send)
             return
         # Inline rather than split into helpers: this runs on every request, and each extra
-        # coroutine would cost more than the checks themselves.
+        # call or coroutine costs more than the checks themselves.
         try:
             authorization, form = scan_asgi_headers(scope["headers"])
-            token_elsewhere = has_access_token(scope.get("query_string", b""))
-            if form and kind == "http" and not token_elsewhere:
+            refuse_access_token(scope.get("query_string", b""))
+            if form and kind == "http":
                 receive, body = await _buffer_body(receive)
-                token_elsewhere = has_access_token(body)
-            token = bearer_token(authorization, token_elsewhere=token_elsewhere)
+                refuse_access_token(body)
+            token = bearer_token(authorization)
             if token is None:
-                if not policy.requirement.optional:
+                if not policy.optional:
                     raise MissingToken()
                 principal = None
             else:
-                principal = await policy.validator.validate_async(token)
-                policy.requirement.check(principal)
+                validator = policy.validator
+                principal = validator.cached(token) or await validator.validate_async(token)
+                if policy.grants is not None:
+                    policy.grants.check(principal)
         except AuthError as error:
             answer = error_answer(error, policy.realm)
             if kind == "http":

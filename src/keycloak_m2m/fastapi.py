@@ -38,7 +38,7 @@ from ._bearer import (
     Requirement,
     bearer_token,
     error_answer,
-    has_access_token,
+    refuse_access_token,
     scan_asgi_headers,
 )
 from ._errors import AuthError, MissingToken
@@ -143,17 +143,18 @@ class TokenAuth(SecurityBase):
     ) -> Principal | None:
         try:
             authorization, form = scan_asgi_headers(request.scope["headers"])
-            token_elsewhere = has_access_token(request.scope.get("query_string", b""))
-            if form and not token_elsewhere:
+            refuse_access_token(request.scope.get("query_string", b""))
+            if form:
                 # FastAPI has already read the body when the route takes form fields; it is
                 # cached on the request either way.
-                token_elsewhere = has_access_token(await request.body())
-            token = bearer_token(authorization, token_elsewhere=token_elsewhere)
+                refuse_access_token(await request.body())
+            token = bearer_token(authorization)
             if token is None:
                 if requirement.optional:
                     return None
                 raise MissingToken()
-            principal = await self._validator.validate_async(token)
+            validator = self._validator
+            principal = validator.cached(token) or await validator.validate_async(token)
             requirement.check(principal, security_scopes)
         except AuthError as error:
             raise _Refused(error_answer(error, self._realm), error) from error

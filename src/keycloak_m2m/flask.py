@@ -24,7 +24,14 @@ from typing import Any, Final, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 
-from ._bearer import Requirement, bearer_token, error_answer, has_access_token, is_form
+from ._bearer import (
+    Requirement,
+    bearer_token,
+    error_answer,
+    is_form,
+    refuse_access_token,
+    single_authorization,
+)
 from ._errors import AuthError, MissingToken
 from ._principal import Principal
 from ._validator import TokenValidator
@@ -135,12 +142,11 @@ class TokenAuth:
 
 
 def _principal(validator: TokenValidator, requirement: Requirement) -> Principal | None:
-    token_elsewhere = has_access_token(request.query_string)
-    if not token_elsewhere and is_form(request.content_type):
+    refuse_access_token(request.query_string)
+    if is_form(request.content_type):
         # cache=True: the view can still read the body, or request.form.
-        token_elsewhere = has_access_token(request.get_data(cache=True))
-    authorization = request.headers.getlist("Authorization")
-    token = bearer_token(authorization, token_elsewhere=token_elsewhere)
+        refuse_access_token(request.get_data(cache=True))
+    token = bearer_token(single_authorization(request.headers.getlist("Authorization")))
     if token is None:
         if requirement.optional:
             return None
