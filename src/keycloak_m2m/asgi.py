@@ -97,9 +97,7 @@ class _Policy:
     validator: TokenValidator
     realm: str
     open_paths: frozenset[str]
-    optional: bool
-    # None when the caller needs no roles or scopes, so a request has nothing to check.
-    grants: Requirement | None
+    requirement: Requirement
 
 
 class TokenAuthMiddleware:
@@ -128,14 +126,12 @@ class TokenAuthMiddleware:
         open_paths = frozenset(exclude_paths)
         if not all(isinstance(path, str) and path.startswith("/") for path in open_paths):
             raise ValueError("exclude_paths must be request paths starting with '/'")
-        requirement = Requirement.of(roles, client_roles, scopes)
         self.app = app
         self._policy = _Policy(
             validator=validator,
             realm=validator.issuer if realm is None else realm,
             open_paths=open_paths,
-            optional=optional,
-            grants=requirement if requirement.checks_grants else None,
+            requirement=Requirement.of(roles, client_roles, scopes, optional),
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -149,8 +145,9 @@ class TokenAuthMiddleware:
             scope["auth"] = scope["user"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        # Inline rather than split into helpers: this runs on every request, and each extra
-        # call or coroutine costs more than the checks themselves.
+        # Inline rather than split into helper coroutines: this runs on every request, and an
+        # extra coroutine costs more than the checks themselves (so does validate_async on a
+        # cache hit, hence cached() first).
         try:
             authorization, form = scan_asgi_headers(scope["headers"])
             refuse_access_token(scope.get("query_string", b""))
@@ -159,14 +156,13 @@ class TokenAuthMiddleware:
                 refuse_access_token(body)
             token = bearer_token(authorization)
             if token is None:
-                if not policy.optional:
+                if not policy.requirement.optional:
                     raise MissingToken()
                 principal = None
             else:
                 validator = policy.validator
                 principal = validator.cached(token) or await validator.validate_async(token)
-                if policy.grants is not None:
-                    policy.grants.check(principal)
+                policy.requirement.check(principal)
         except AuthError as error:
             answer = error_answer(error, policy.realm)
             if kind == "http":
