@@ -16,17 +16,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._bearer import (
-    ErrorAnswer,
-    Requirement,
-    bearer_token,
-    error_answer,
-    refuse_access_token,
-    scan_asgi_headers,
-)
-from ._errors import AuthError, InvalidRequest, KeysUnavailable, MissingToken
+from ._asgi_scope import presented
+from ._errors import AuthError, KeysUnavailable
 from ._principal import Principal
-from ._validator import TokenValidator
+from ._request import ErrorAnswer, Gate, Need, Requirement, TokenVerifier
 
 __all__ = ["ANONYMOUS", "Anonymous", "ServiceUser", "TokenAuthMiddleware"]
 
@@ -38,9 +31,6 @@ Send = Callable[[Message], Awaitable[None]]
 # (plain mappings, TypedDicts); the loose type lets every one of them type-check the wrapping.
 ASGIApp = Callable[..., Awaitable[None]]
 
-# An urlencoded form body is read before authentication, to refuse a token sent in it (RFC 6750
-# section 2): an unauthenticated client must not make the server hold megabytes for that.
-MAX_FORM_BODY: Final = 1024 * 1024
 # RFC 6455 section 7.4.1: 1008 "policy violation"; 1013 "try again later" suits a key outage.
 _CLOSE_REFUSED: Final = 1008
 _CLOSE_TRY_AGAIN: Final = 1013
@@ -92,30 +82,23 @@ class Anonymous:
 ANONYMOUS: Final = Anonymous()
 
 
-@dataclass(frozen=True, slots=True)
-class _Policy:
-    validator: TokenValidator
-    realm: str
-    open_paths: frozenset[str]
-    requirement: Requirement
-
-
 class TokenAuthMiddleware:
     """Refuses HTTP requests and websockets without a valid token, answering per RFC 6750.
 
-    ``exclude_paths`` are exact request paths (``scope["path"]``) left open, e.g. health checks
-    and API docs. ``roles``, ``client_roles`` and ``scopes`` must all be held by the caller; wrap
-    a single route or mount with another instance for per-route requirements. With ``optional``
-    a request without a token passes as ``ANONYMOUS``; a bad token is still refused. ``realm``
-    names the protection space in ``WWW-Authenticate`` (default: the validator's issuer).
-    ``lifespan`` and any other scope type pass through untouched.
+    ``exclude_paths`` are request paths (``scope["path"]``) left open, e.g. health checks; an
+    entry ending in ``*`` opens every path starting with what precedes it (``"/docs*"``), the
+    others match exactly. ``roles``, ``client_roles`` and ``scopes`` must all be held by the
+    caller; wrap a single route or mount with another instance for per-route requirements. With
+    ``optional`` a request without a token passes as ``ANONYMOUS``; a bad token is still
+    refused. ``realm`` names the protection space in ``WWW-Authenticate`` (default: the
+    validator's issuer). ``lifespan`` and any other scope type pass through untouched.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        validator: TokenValidator,
+        validator: TokenVerifier,
         exclude_paths: Iterable[str] = (),
         roles: Iterable[str] = (),
         client_roles: Mapping[str, Iterable[str]] | None = None,
@@ -123,16 +106,14 @@ class TokenAuthMiddleware:
         optional: bool = False,
         realm: str | None = None,
     ) -> None:
-        open_paths = frozenset(exclude_paths)
-        if not all(isinstance(path, str) and path.startswith("/") for path in open_paths):
+        paths = tuple(exclude_paths)
+        if not all(isinstance(path, str) and path.startswith("/") for path in paths):
             raise ValueError("exclude_paths must be request paths starting with '/'")
         self.app = app
-        self._policy = _Policy(
-            validator=validator,
-            realm=validator.issuer if realm is None else realm,
-            open_paths=open_paths,
-            requirement=Requirement.of(roles, client_roles, scopes, optional),
-        )
+        self._open_paths = frozenset(path for path in paths if not path.endswith("*"))
+        self._open_prefixes = tuple(path[:-1] for path in paths if path.endswith("*"))
+        self._gate = Gate(validator, realm)
+        self._requirement = Requirement.of(roles, client_roles, scopes, optional)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Handle one connection; ``Any`` for the same reason as ``ASGIApp``."""
@@ -140,31 +121,24 @@ class TokenAuthMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        policy = self._policy
-        if scope["path"] in policy.open_paths:
+        path = scope["path"]
+        if path in self._open_paths or path.startswith(self._open_prefixes):
             scope["auth"] = scope["user"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        # Inline rather than split into helper coroutines: this runs on every request, and an
-        # extra coroutine costs more than the checks themselves (so does validate_async on a
-        # cache hit, hence cached() first).
+        # The first step here rather than through Gate.run_async: this runs on every request,
+        # and a coroutine costs more than deciding on a cached token.
+        gate = self._gate
+        requirement = self._requirement
         try:
-            authorization, form = scan_asgi_headers(scope["headers"])
-            refuse_access_token(scope.get("query_string", b""))
-            if form and kind == "http":
-                receive, body = await _buffer_body(receive)
-                refuse_access_token(body)
-            token = bearer_token(authorization)
-            if token is None:
-                if not policy.requirement.optional:
-                    raise MissingToken()
-                principal = None
-            else:
-                validator = policy.validator
-                principal = validator.cached(token) or await validator.validate_async(token)
-                policy.requirement.check(principal)
+            request = presented(scope)
+            principal = gate.admit(request, requirement)
+            if isinstance(principal, Need):
+                body = _BufferedBody(receive)
+                principal = await gate.settle_async(request, requirement, principal, body.read)
+                receive = body.replay
         except AuthError as error:
-            answer = error_answer(error, policy.realm)
+            answer = gate.answer(error)
             if kind == "http":
                 await _send_http(answer, send)
             else:
@@ -178,28 +152,29 @@ class TokenAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:
-    """Read the whole request body, and a receive channel that hands it on unchanged.
+class _BufferedBody:
+    """Reads the request body for the request step, then hands it on to the app unchanged.
 
-    This happens before the caller is authenticated, so the body is bounded: past
-    ``MAX_FORM_BODY`` the request is refused rather than held in memory.
+    This happens before the caller is authenticated, so reading stops as soon as the body is
+    past the step's limit.
     """
-    messages: deque[Message] = deque()
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        size += len(message.get("body", b""))
-        if size > MAX_FORM_BODY:
-            raise InvalidRequest("form body too large to check for an access_token")
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            break
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
 
-    async def replay() -> Message:
-        return messages.popleft() if messages else await receive()
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._messages: deque[Message] = deque()
 
-    return replay, body
+    async def read(self, limit: int) -> bytes:
+        size = 0
+        while size <= limit:
+            message = await self._receive()
+            self._messages.append(message)
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        return b"".join(m.get("body", b"") for m in self._messages if m["type"] == "http.request")
+
+    async def replay(self) -> Message:
+        return self._messages.popleft() if self._messages else await self._receive()
 
 
 def _raw_headers(answer: ErrorAnswer) -> list[tuple[bytes, bytes]]:

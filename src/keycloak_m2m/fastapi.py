@@ -23,9 +23,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Final
+from urllib.parse import urlencode
 
-from fastapi import FastAPI, HTTPException, Request, Security
+try:
+    from fastapi import FastAPI, HTTPException, Request, Security
+except ImportError as missing:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'keycloak_m2m.fastapi needs FastAPI: pip install "keycloak-m2m[fastapi]"'
+    ) from missing
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows, SecuritySchemeType
@@ -33,25 +40,15 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.responses import Response
 
-from ._bearer import (
-    ErrorAnswer,
-    Requirement,
-    bearer_token,
-    error_answer,
-    refuse_access_token,
-    scan_asgi_headers,
-)
-from ._errors import AuthError, MissingToken
+from ._asgi_scope import presented
+from ._errors import AuthError
 from ._principal import Principal
-from ._validator import TokenValidator
+from ._request import ANY_CALLER, ErrorAnswer, Gate, Requirement, TokenVerifier
 
 __all__ = ["TokenAuth"]
 
 _BEARER_SCHEME: Final = "bearerAuth"
 _CLIENT_CREDENTIALS_SCHEME: Final = "clientCredentials"
-
-
-_ANY_CALLER: Final = Requirement()
 
 
 class _Refused(HTTPException):
@@ -101,12 +98,11 @@ class TokenAuth(SecurityBase):
     __signature__: inspect.Signature
 
     def __init__(
-        self, validator: TokenValidator, *, token_url: str | None = None, realm: str | None = None
+        self, validator: TokenVerifier, *, token_url: str | None = None, realm: str | None = None
     ) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
-        self._validator = validator
-        self._realm = validator.issuer if realm is None else realm
+        self._gate = Gate(validator, realm)
         self._client_credentials = None if token_url is None else _client_credentials(token_url)
         # FastAPI reads a dependency's parameters from its signature; a client-credentials
         # parameter makes it list that scheme in the OpenAPI document too.
@@ -119,7 +115,7 @@ class TokenAuth(SecurityBase):
     async def __call__(
         self, request: Request, security_scopes: SecurityScopes, **_schemes: None
     ) -> Principal:
-        principal = await self._authenticate(request, _ANY_CALLER, security_scopes.scopes)
+        principal = await self._authenticate(request, ANY_CALLER, security_scopes.scopes)
         assert principal is not None  # not optional: a missing token was refused
         return principal
 
@@ -141,24 +137,13 @@ class TokenAuth(SecurityBase):
     async def _authenticate(
         self, request: Request, requirement: Requirement, security_scopes: Sequence[str]
     ) -> Principal | None:
+        gate = self._gate
         try:
-            authorization, form = scan_asgi_headers(request.scope["headers"])
-            refuse_access_token(request.scope.get("query_string", b""))
-            if form:
-                # FastAPI has already read the body when the route takes form fields; it is
-                # cached on the request either way.
-                refuse_access_token(await request.body())
-            token = bearer_token(authorization)
-            if token is None:
-                if requirement.optional:
-                    return None
-                raise MissingToken()
-            validator = self._validator
-            principal = validator.cached(token) or await validator.validate_async(token)
-            requirement.check(principal, security_scopes)
+            return await gate.run_async(
+                presented(request.scope), requirement, _BodyReader(request).read, security_scopes
+            )
         except AuthError as error:
-            raise _Refused(error_answer(error, self._realm), error) from error
-        return principal
+            raise _Refused(gate.answer(error), error) from error
 
     def _signature_for(self, scopes: Sequence[str]) -> inspect.Signature:
         return _dependency_signature(self._client_credentials, scopes)
@@ -180,6 +165,31 @@ class _Dependency(SecurityBase):
         self, request: Request, security_scopes: SecurityScopes, **_schemes: None
     ) -> Principal | None:
         return await self._auth._authenticate(request, self._requirement, security_scopes.scopes)
+
+
+class _BodyReader:
+    """Reads the body for the request step through Starlette, stopping past the step's limit."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    async def read(self, limit: int) -> bytes:
+        request = self._request
+        form = getattr(request, "_form", None)
+        if form is not None:
+            # A route with form fields: FastAPI parsed the body before any dependency ran.
+            return urlencode([(name, "") for name in form]).encode("latin-1")
+        chunks: list[bytes] = []
+        size = 0
+        async with aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return b"".join(chunks)  # the step refuses: read no further
+        body = b"".join(chunks)
+        request._body = body  # Starlette's cache: the route can still read the body
+        return body
 
 
 def _client_credentials(token_url: str) -> _Scheme:

@@ -19,21 +19,18 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
-from flask import Flask, Response, current_app, g, request
+try:
+    from flask import Flask, Response, current_app, g, request
+except ImportError as missing:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'keycloak_m2m.flask needs Flask: pip install "keycloak-m2m[flask]"'
+    ) from missing
 
-from ._bearer import (
-    Requirement,
-    bearer_token,
-    error_answer,
-    is_form,
-    refuse_access_token,
-    single_authorization,
-)
-from ._errors import AuthError, MissingToken
+from ._errors import AuthError
 from ._principal import Principal
+from ._request import Gate, Presented, Requirement, TokenVerifier
 from ._validator import TokenValidator
 
 __all__ = ["CONFIG_PREFIX", "TokenAuth", "current_principal"]
@@ -46,12 +43,6 @@ CONFIG_PREFIX: Final = "KEYCLOAK_M2M_"
 _REQUIRED_SETTINGS: Final = ("ISSUER", "AUDIENCE")
 _REALM_SETTING: Final = "REALM"
 _EXTENSION: Final = "keycloak_m2m"
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    validator: TokenValidator
-    realm: str
 
 
 def current_principal() -> Principal | None:
@@ -67,22 +58,26 @@ class TokenAuth:
     ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer).
     """
 
-    def __init__(
-        self, validator: TokenValidator | None = None, *, realm: str | None = None
-    ) -> None:
+    def __init__(self, validator: TokenVerifier | None = None, *, realm: str | None = None) -> None:
         self._realm = realm
-        self._settings: _Settings | None = None
-        if validator is not None:
-            self._settings = _Settings(validator, validator.issuer if realm is None else realm)
+        self._gate = None if validator is None else Gate(validator, realm)
+        # The views this instance guards, as they were before wrapping: one of them registered
+        # as is means @auth.require(...) was placed above @app.route(...).
+        self._unguarded: dict[Callable[..., Any], str] = {}
 
     def init_app(self, app: Flask) -> None:
-        """Use this app's ``KEYCLOAK_M2M_*`` settings, unless a validator was given."""
-        settings = self._settings
-        if settings is None:
+        """Use this app's ``KEYCLOAK_M2M_*`` settings, unless a validator was given.
+
+        Also checks, now and before the first request, that no view was registered without
+        its guard.
+        """
+        gate = self._gate
+        if gate is None:
             validator = _validator_from_config(app.config)
-            realm = self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING)
-            settings = _Settings(validator, realm or validator.issuer)
-        app.extensions.setdefault(_EXTENSION, {})[self] = settings
+            gate = Gate(validator, self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING))
+        app.extensions.setdefault(_EXTENSION, {})[self] = gate
+        self._check_order(app, settled=False)
+        app.before_request(lambda: self._check_order(current_app))
 
     def require(
         self,
@@ -100,6 +95,7 @@ class TokenAuth:
         requirement = Requirement.of(roles, client_roles, scopes, optional)
 
         def decorate(view: View) -> View:
+            self._unguarded[view] = getattr(view, "__qualname__", repr(view))
             if inspect.iscoroutinefunction(view):
 
                 @functools.wraps(view)
@@ -124,36 +120,68 @@ class TokenAuth:
 
     def _admit(self, requirement: Requirement) -> Response | None:
         """Put the caller on ``g`` and return None, or return the refusal to send."""
-        settings = self._current_settings()
+        gate = self._current_gate()
         try:
-            g.principal = _principal(settings.validator, requirement)
+            g.principal = gate.run(_presented(), requirement, _read_body)
         except AuthError as error:
-            answer = error_answer(error, settings.realm)
+            answer = gate.answer(error)
             return Response(answer.body, answer.status_code, answer.headers)
         return None
 
-    def _current_settings(self) -> _Settings:
-        if self._settings is not None:
-            return self._settings
-        settings: _Settings | None = current_app.extensions.get(_EXTENSION, {}).get(self)
-        if settings is None:
+    def _current_gate(self) -> Gate:
+        self._check_order(current_app)
+        if self._gate is not None:
+            return self._gate
+        gate: Gate | None = current_app.extensions.get(_EXTENSION, {}).get(self)
+        if gate is None:
             raise RuntimeError("TokenAuth() without a validator needs init_app(app) first")
-        return settings
+        return gate
+
+    def _check_order(self, app: Flask, *, settled: bool = True) -> None:
+        """Refuse to serve if a view this instance wraps was registered unwrapped.
+
+        ``settled``: called while serving, when Flask allows no more routes, so one pass is
+        enough per app.
+        """
+        checked = app.extensions.setdefault(_EXTENSION + ".checked", set())
+        if self in checked:
+            return
+        for endpoint, view in app.view_functions.items():
+            name = self._unguarded.get(view)
+            if name is not None:
+                raise RuntimeError(
+                    f"view {name!r} (endpoint {endpoint!r}) is registered unguarded: put "
+                    "@auth.require(...) below @app.route(...), so the route gets the guarded view"
+                )
+        if settled:
+            checked.add(self)
 
 
-def _principal(validator: TokenValidator, requirement: Requirement) -> Principal | None:
-    refuse_access_token(request.query_string)
-    if is_form(request.content_type):
-        # cache=True: the view can still read the body, or request.form.
-        refuse_access_token(request.get_data(cache=True))
-    token = bearer_token(single_authorization(request.headers.getlist("Authorization")))
-    if token is None:
-        if requirement.optional:
-            return None
-        raise MissingToken()
-    principal = validator.validate(token)
-    requirement.check(principal)
-    return principal
+def _presented() -> Presented:
+    """The request step's input from the current Flask request."""
+    headers = request.headers
+    return Presented(
+        request.method,
+        request.host_url.rstrip("/"),
+        request.root_path + request.path,
+        headers.getlist("Authorization"),
+        headers.getlist("DPoP"),
+        request.query_string,
+        request.content_type,
+        request.environ.get("SSL_CLIENT_CERT") or None,
+    )
+
+
+def _read_body(limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the body, kept for the view when they are all of it."""
+    cached: bytes | None = getattr(request, "_cached_data", None)
+    if cached is not None:
+        return cached
+    data = request.stream.read(limit + 1)
+    if len(data) <= limit:
+        # Werkzeug's own cache, which get_data() and request.form read from.
+        request._cached_data = data
+    return data
 
 
 def _validator_from_config(config: Mapping[str, Any]) -> TokenValidator:

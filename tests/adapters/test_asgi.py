@@ -28,7 +28,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from keycloak_m2m import InsufficientScope, Principal, TokenValidator
-from keycloak_m2m.asgi import ANONYMOUS, MAX_FORM_BODY, ServiceUser, TokenAuthMiddleware
+from keycloak_m2m._request import MAX_FORM_BODY
+from keycloak_m2m.asgi import ANONYMOUS, ServiceUser, TokenAuthMiddleware
 from keycloak_m2m.testing import LocalRealm
 
 from ..support import AUDIENCE, CLIENT

@@ -1,0 +1,323 @@
+"""The one request step: what a request presented goes in; a Principal, or an AuthError, comes out.
+
+Every adapter builds a ``Presented`` from its framework's request and runs the step through
+``Gate.run`` (sync) or ``Gate.run_async``; nothing else decides whether a request may pass. The
+step does no I/O: it answers with what it needs first, in the manner of h11's ``NEED_DATA``.
+``ReadBody(limit)`` asks the adapter for the body, reading no further than just past ``limit``;
+``CheckToken(token)`` asks for the validator's verdict on a token the verified-token cache does not
+hold. Neither httpx nor any framework is imported here, so the step runs with plain data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple, Protocol, cast
+from urllib.parse import parse_qsl
+
+from ._errors import AuthError, InvalidRequest, MissingToken
+from ._principal import Principal, as_names
+
+__all__ = [
+    "MAX_FORM_BODY",
+    "CheckToken",
+    "ErrorAnswer",
+    "Gate",
+    "Presented",
+    "ReadBody",
+    "Requirement",
+    "TokenVerifier",
+    "error_answer",
+]
+
+# An urlencoded form body is read before authentication, to refuse a token sent in it (RFC 6750
+# section 2): an unauthenticated client must not make the server hold megabytes for that.
+MAX_FORM_BODY: Final = 1024 * 1024
+# RFC 6750 section 2.2 defines the form-body token for this content type only.
+_FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+# RFC 6750 sections 2.2 and 2.3: the parameter name of a token sent in the form or the query.
+_PARAMETER_NAME: Final = "access_token"
+# RFC 6750 section 2.1: the scheme, then one space (more are tolerated), then the token.
+_SCHEME: Final = "bearer"
+_SEVERAL_HEADERS: Final = "more than one Authorization header"
+
+
+class TokenVerifier(Protocol):
+    """What the step needs of a validator; a TokenValidator is one."""
+
+    @property
+    def issuer(self) -> str: ...
+
+    def cached(self, token: str) -> Principal | None: ...
+
+    def validate(self, token: str) -> Principal: ...
+
+    async def validate_async(self, token: str) -> Principal: ...
+
+
+class Presented(NamedTuple):
+    """What one request carried, as its adapter read it (a tuple: one is built per request).
+
+    Header values are every value of that header, in order: the step, not the adapter, decides
+    what several of them mean. ``origin`` (scheme and authority) and ``path`` make up the URL
+    the request was sent to, without its query; ``query`` is the raw query string.
+    ``client_certificate`` is the TLS client certificate (PEM or DER) where the server, or a
+    proxy the adapter was told to trust, gives one.
+    """
+
+    method: str
+    origin: str
+    path: str
+    authorization: Sequence[str]
+    dpop: Sequence[str]
+    query: str | bytes
+    content_type: str | None
+    client_certificate: str | bytes | None = None
+
+    @property
+    def url(self) -> str:
+        """The request URL without query or fragment; built on demand, few steps need it."""
+        return self.origin + self.path
+
+
+class Need:
+    """Something the step cannot decide without: the adapter's driver gets it, then resumes."""
+
+    __slots__ = ()
+
+
+class ReadBody(Need):
+    """The step needs the body: hand it the body, or a prefix longer than ``limit`` (reading no
+    further), and keep what was read for the app."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+class CheckToken(Need):
+    """The step needs the validator's verdict on ``token`` (the cache did not hold it)."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+Outcome = Principal | None | Need
+_READ_FORM: Final = ReadBody(MAX_FORM_BODY)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """An HTTP answer to an AuthError, ready for any framework to send."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def error_answer(error: AuthError, realm: str) -> ErrorAnswer:
+    """Status, RFC 6750 headers and the JSON body for ``error``; nothing else leaks out."""
+    headers = {**error.response_headers(realm), "Content-Type": "application/json"}
+    body = json.dumps(error.response_body(), separators=(",", ":")).encode("utf-8")
+    return ErrorAnswer(error.status_code, headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route asks of its caller: roles, client roles and scopes (all required), and
+    whether a request without a token may pass as anonymous."""
+
+    roles: tuple[str, ...] = ()
+    client_roles: Mapping[str, tuple[str, ...]] | None = None
+    scopes: tuple[str, ...] = ()
+    optional: bool = False
+    # Whether there is anything to check once the caller is known; read on every request.
+    grants: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grants", bool(self.roles or self.client_roles or self.scopes))
+
+    @classmethod
+    def of(
+        cls,
+        roles: Iterable[str] = (),
+        client_roles: Mapping[str, Iterable[str]] | None = None,
+        scopes: Iterable[str] = (),
+        optional: bool = False,
+    ) -> Requirement:
+        # Read the names once, at setup: a generator passed in would be empty on the next request.
+        return cls(
+            roles=as_names(roles),
+            client_roles=(
+                None
+                if client_roles is None
+                else {client: as_names(names) for client, names in client_roles.items()}
+            ),
+            scopes=as_names(scopes),
+            optional=optional,
+        )
+
+    def check(self, principal: Principal, extra_scopes: Sequence[str] = ()) -> None:
+        """Raise InsufficientScope naming whatever the caller lacks."""
+        principal.require(self.roles, self.client_roles, (*self.scopes, *extra_scopes))
+
+
+ANY_CALLER: Final = Requirement()
+
+
+class Gate:
+    """The request step of one adapter: its validator and the realm its challenges name.
+
+    ``admit`` decides on a request, or says what it needs first (a ``Need``); the driver gets
+    that and hands it to ``resume``, until the outcome is a Principal (None: an anonymous
+    caller on an optional route) or an AuthError was raised. Plain calls rather than a
+    generator: a cached token is decided in one call, and this runs on every request.
+    """
+
+    __slots__ = ("realm", "validator")
+
+    def __init__(self, validator: TokenVerifier, realm: str | None = None) -> None:
+        self.validator = validator
+        self.realm = validator.issuer if realm is None else realm
+
+    def admit(
+        self, request: Presented, requirement: Requirement, extra_scopes: Sequence[str] = ()
+    ) -> Outcome:
+        """The first step. The order is fixed: RFC 6750's rules on how the token travels (one
+        header, not in the query or the form) come before the scheme, so a request breaking them
+        is refused alike whether or not its header also holds a token."""
+        values = request.authorization
+        authorization = values[0] if len(values) == 1 else _single(values)
+        if request.query:
+            _refuse_access_token(request.query)
+        if request.content_type is not None and _is_form(request.content_type):
+            return _READ_FORM
+        return self._token_step(authorization, requirement, extra_scopes)
+
+    def resume(
+        self,
+        request: Presented,
+        requirement: Requirement,
+        need: Need,
+        answer: bytes | Principal,
+        extra_scopes: Sequence[str] = (),
+    ) -> Outcome:
+        """The next step, given the ``answer`` to ``need``."""
+        if isinstance(need, ReadBody):
+            body = cast(bytes, answer)
+            if len(body) > need.limit:
+                raise InvalidRequest("form body too large to check for an access_token")
+            _refuse_access_token(body)
+            return self._token_step(_single(request.authorization), requirement, extra_scopes)
+        principal = cast(Principal, answer)
+        requirement.check(principal, extra_scopes)
+        return principal
+
+    def _token_step(
+        self, authorization: str | None, requirement: Requirement, extra_scopes: Sequence[str]
+    ) -> Outcome:
+        token = _bearer_token(authorization)
+        if token is None:
+            if requirement.optional:
+                return None
+            raise MissingToken()
+        principal = self.validator.cached(token)
+        if principal is None:
+            return CheckToken(token)
+        if requirement.grants or extra_scopes:
+            requirement.check(principal, extra_scopes)
+        return principal
+
+    def run(
+        self, request: Presented, requirement: Requirement, read_body: Callable[[int], bytes]
+    ) -> Principal | None:
+        """Drive the step for a sync adapter; ``read_body(limit)`` answers a ReadBody."""
+        outcome = self.admit(request, requirement)
+        while isinstance(outcome, Need):
+            answer = (
+                read_body(outcome.limit)
+                if isinstance(outcome, ReadBody)
+                else self.validator.validate(cast(CheckToken, outcome).token)
+            )
+            outcome = self.resume(request, requirement, outcome, answer)
+        return outcome
+
+    async def run_async(
+        self,
+        request: Presented,
+        requirement: Requirement,
+        read_body: Callable[[int], Awaitable[bytes]],
+        extra_scopes: Sequence[str] = (),
+    ) -> Principal | None:
+        """Drive the step for an async adapter, without blocking the event loop."""
+        outcome = self.admit(request, requirement, extra_scopes)
+        if isinstance(outcome, Need):
+            return await self.settle_async(request, requirement, outcome, read_body, extra_scopes)
+        return outcome
+
+    async def settle_async(
+        self,
+        request: Presented,
+        requirement: Requirement,
+        need: Need,
+        read_body: Callable[[int], Awaitable[bytes]],
+        extra_scopes: Sequence[str] = (),
+    ) -> Principal | None:
+        """The rest of ``run_async`` after ``admit`` answered ``need``: for an adapter that calls
+        ``admit`` itself, so that a cached token costs it no coroutine."""
+        outcome: Outcome = need
+        while isinstance(outcome, Need):
+            answer = (
+                await read_body(outcome.limit)
+                if isinstance(outcome, ReadBody)
+                else await self.validator.validate_async(cast(CheckToken, outcome).token)
+            )
+            outcome = self.resume(request, requirement, outcome, answer, extra_scopes)
+        return outcome
+
+    def answer(self, error: AuthError) -> ErrorAnswer:
+        """The HTTP answer to a refusal of this gate."""
+        return error_answer(error, self.realm)
+
+
+# --- RFC 6750 section 2: how the token travels ---------------------------------------------------
+
+
+def _single(values: Sequence[str]) -> str | None:
+    if len(values) > 1:
+        raise InvalidRequest(_SEVERAL_HEADERS)
+    return values[0] if values else None
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    # Partitioning copies the token once; the scheme is compared case-insensitively.
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != _SCHEME:
+        return None
+    token = token.strip()
+    # No b64token (RFC 6750 section 2.1) holds a comma; WSGI servers join repeated headers
+    # with one, so a comma means several credentials were sent.
+    if "," in token:
+        raise InvalidRequest(_SEVERAL_HEADERS)
+    return token or None
+
+
+def _refuse_access_token(urlencoded: str | bytes) -> None:
+    # RFC 6750 section 2 allows one way of sending the token per request: the header, here.
+    if not urlencoded:
+        return
+    text = urlencoded.decode("latin-1") if isinstance(urlencoded, bytes) else urlencoded
+    if any(name == _PARAMETER_NAME for name, _ in parse_qsl(text, keep_blank_values=True)):
+        raise InvalidRequest("access_token in the query or form; use the Authorization header")
+
+
+def _is_form(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.partition(";")[0].strip().lower() == _FORM_CONTENT_TYPE
