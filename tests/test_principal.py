@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
 from keycloak_m2m import InsufficientScope, Principal, TokenValidator
+from keycloak_m2m._inspect import explain
 from keycloak_m2m.testing import LocalRealm
 
 from .support import AUDIENCE, CLIENT, FakeClock
@@ -53,3 +55,16 @@ def test_principal_is_frozen(principal: Principal) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         principal.client_id = "other"  # type: ignore[misc]
     assert dataclasses.replace(principal, client_id="x").client_id == "x"
+
+
+def test_inspect_and_the_validator_agree_on_a_service_account(
+    realm: LocalRealm, make_validator: Callable[..., TokenValidator], clock: FakeClock
+) -> None:
+    # Keycloak 22+ names the client twice (azp and client_id); preferred_username is optional.
+    token = realm.mint(CLIENT, remove=["preferred_username"])
+    principal = make_validator().validate(token)
+    report = explain(token, now=clock())
+
+    assert principal.is_service_account
+    assert dict(report.facts)["Caller"].startswith(f"service account of client {CLIENT}")
+    assert not any("not a service-account token" in warning for warning in report.warnings)

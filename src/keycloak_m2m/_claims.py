@@ -25,7 +25,9 @@ PROFILES: tuple[Profile, ...] = ("keycloak", "rfc9068")
 
 _SERVICE_ACCOUNT_PREFIX = "service-account-"
 _EMPTY: frozenset[str] = frozenset()
-_CLIENT_ID_CLAIMS = ("azp", "client_id", "clientId")
+# azp names the client in Keycloak; client_id (Keycloak 22+, RFC 9068) and clientId (older
+# Keycloak) repeat it.
+CLIENT_ID_CLAIMS = ("azp", "client_id", "clientId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     client_id = _client_id(claims)
     if policy.allowed_clients is not None and client_id not in policy.allowed_clients:
         raise ClientNotAllowed()
-    is_service_account = _is_service_account(claims, client_id, policy.profile)
+    is_service_account = service_account(claims, client_id, policy.profile)
     if policy.service_accounts_only and not is_service_account:
         raise NotServiceAccount()
     subject = claims.get("sub")
@@ -125,10 +127,9 @@ def _string_set(values: object, claim: str) -> frozenset[str]:
 
 
 def _client_id(claims: Mapping[str, Any]) -> str:
-    # azp names the client in Keycloak; client_id (Keycloak 22+, RFC 9068) and clientId (older
-    # Keycloak) repeat it. Disagreement means a confused or forged token.
+    # Disagreement means a confused or forged token.
     found: str | None = None
-    for name in _CLIENT_ID_CLAIMS:
+    for name in CLIENT_ID_CLAIMS:
         value = claims.get(name)
         if value is None:
             continue
@@ -143,7 +144,8 @@ def _client_id(claims: Mapping[str, Any]) -> str:
     return found
 
 
-def _is_service_account(claims: Mapping[str, Any], client_id: str, profile: Profile) -> bool:
+def service_account(claims: Mapping[str, Any], client_id: str, profile: Profile) -> bool:
+    """Whether the token speaks for the client itself (its service account), not a user."""
     username = claims.get("preferred_username")
     if type(username) is str and username.lower() == (_SERVICE_ACCOUNT_PREFIX + client_id).lower():
         return True

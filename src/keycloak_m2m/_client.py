@@ -404,17 +404,20 @@ class ClientCredentials(httpx.Auth):
     # --- httpx.Auth ---------------------------------------------------------------------------
 
     def _bearer_flow(self, request: httpx.Request) -> _BearerFlow:
-        """Attach the token; on a 401, renew it once and send the request once more."""
+        """Attach the token; on a 401, renew it once and send the request once more.
+
+        Only a body already in memory can go out twice: a streamed one (a generator, a file)
+        is sent once, unbuffered, and its 401 returned as is.
+        """
         token = yield _TokenWanted(rejected=None)
         response = yield _with_bearer(request, token)
-        if response.status_code == 401:
+        if response.status_code == 401 and isinstance(request.stream, httpx.ByteStream):
             fresh = yield _TokenWanted(rejected=token)
             yield _with_bearer(request, fresh)
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        request.read()  # a request sent twice needs its body twice
         flow = self._bearer_flow(request)
         reply: object = None
         try:
@@ -430,7 +433,6 @@ class ClientCredentials(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        await request.aread()
         flow = self._bearer_flow(request)
         reply: object = None
         try:

@@ -467,3 +467,31 @@ def test_real_uvicorn_websocket_denial(validator: TokenValidator, token: str) ->
             connect(ws_url, additional_headers=bearer("garbage"))
     assert refused.value.response.status_code == 401
     assert b"invalid_token" in refused.value.response.body
+
+
+def test_exclusions_ending_in_a_star_match_by_prefix(
+    validator: TokenValidator, realm: LocalRealm
+) -> None:
+    app = FastAPI()
+    app.add_middleware(TokenAuthMiddleware, validator=validator, exclude_paths=["/docs*"])
+
+    @app.get("/docsearch")
+    async def docsearch() -> dict[str, str]:
+        return {}
+
+    @app.get("/doc")
+    async def doc() -> dict[str, str]:
+        return {}
+
+    with TestClient(app) as client:
+        assert client.get("/docs").status_code == 200
+        assert client.get("/docs/oauth2-redirect").status_code == 200
+        assert client.get("/docsearch").status_code == 200  # a prefix is a prefix
+        assert_refused(client.get("/doc"), 401, None, realm=realm.issuer)
+        assert_refused(client.get("/openapi.json"), 401, None, realm=realm.issuer)
+
+
+def test_exclusions_without_a_star_stay_exact(validator: TokenValidator, realm: LocalRealm) -> None:
+    with TestClient(starlette_app(validator, exclude_paths=["/health"])) as client:
+        assert client.get("/health").status_code == 200
+        assert_refused(client.get("/health/deep"), 401, None, realm=realm.issuer)

@@ -228,3 +228,49 @@ def test_real_wsgi_server(app: Flask, realm: LocalRealm, token: str) -> None:
         # The server folds repeated headers into one, comma-separated: still two tokens.
         twice = http.get("/whoami", headers=[("Authorization", f"Bearer {token}")] * 2)
         assert_refused(twice, 400, "invalid_request", realm=realm.issuer, token=token)
+
+
+def misordered_app(auth: TokenAuth) -> Flask:
+    app = Flask(__name__)
+
+    @auth.require(roles=["admin"])  # above the route: the route keeps the bare view
+    @app.get("/admin")
+    def admin() -> ResponseReturnValue:
+        return caller_json()
+
+    @app.get("/fine")
+    @auth.require()
+    def fine() -> ResponseReturnValue:
+        return caller_json()
+
+    return app
+
+
+def test_a_guard_above_the_route_fails_at_the_first_request(
+    validator: TokenValidator, token: str
+) -> None:
+    app = misordered_app(TokenAuth(validator))
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(RuntimeError, match=r"misordered_app\.<locals>\.admin.*below @app\.route"):
+        app.test_client().get("/fine", headers=bearer(token))
+
+
+def test_a_guard_above_the_route_fails_at_init_app(validator: TokenValidator) -> None:
+    auth = TokenAuth(validator)
+    with pytest.raises(RuntimeError, match=r"'admin'.*registered unguarded"):
+        auth.init_app(misordered_app(auth))
+
+
+def test_init_app_before_the_routes_catches_it_on_any_request(validator: TokenValidator) -> None:
+    auth = TokenAuth(validator)
+    app = Flask(__name__)
+    auth.init_app(app)  # an app factory: the extension first, the views after
+
+    @auth.require(roles=["admin"])
+    @app.get("/admin")
+    def admin() -> ResponseReturnValue:
+        return caller_json()
+
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(RuntimeError, match=r"'admin'.*registered unguarded"):
+        app.test_client().get("/admin")  # the bare view itself: without the check, a 200
