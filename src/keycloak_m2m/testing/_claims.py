@@ -68,6 +68,11 @@ class Layout:
             defaults.insert(0, f"default-roles-{realm.lower()}")
         return unique([*defaults, *extra])
 
+    def token_id(self, prefix: str) -> str:
+        # Keycloak 26 prefixes a jti with the kind of token (trtcc: client credentials); the
+        # earlier versions seen in real tokens use a bare UUID.
+        return f"{prefix}:{uuid.uuid4()}" if self.version >= 26 else str(uuid.uuid4())
+
     def builtin_scopes(self) -> list[str]:
         return sorted({*DEFAULT_SCOPES, *_SILENT_DEFAULT_SCOPES, *self.optional_scopes})
 
@@ -259,7 +264,7 @@ def service_account_claims(issue: Issue, client: Client, scopes: Iterable[str]) 
     claims: dict[str, Any] = {
         "exp": issue.issued_at + issue.lifetime,
         "iat": issue.issued_at,
-        "jti": f"trtcc:{uuid.uuid4()}",
+        "jti": issue.layout.token_id("trtcc"),
         "iss": issue.issuer,
         "aud": audience[0] if len(audience) == 1 else audience,
         "sub": client.service_account_id,
@@ -356,7 +361,7 @@ def exchanged_claims(
     return {
         "exp": issue.issued_at + issue.lifetime,
         "iat": issue.issued_at,
-        "jti": f"trte:{uuid.uuid4()}",
+        "jti": issue.layout.token_id("trte"),
         "iss": issue.issuer,
         "aud": audience[0] if len(audience) == 1 else audience,
         "sub": subject.get("sub"),
