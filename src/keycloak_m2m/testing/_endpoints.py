@@ -53,7 +53,7 @@ def realm_page(realm: LocalRealm, request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):
         return method_not_allowed("GET", "HEAD")
     document: dict[str, Any] = {"realm": realm.name}
-    rsa_key = realm._newest_key("RS256")
+    rsa_key = realm._keys.newest("RS256")
     if rsa_key is not None:
         document["public_key"] = public_key_base64(rsa_key)
     document["token-service"] = realm.issuer + "/protocol/openid-connect"
@@ -65,7 +65,7 @@ def realm_page(realm: LocalRealm, request: Request) -> Response:
 def certs(realm: LocalRealm, request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):
         return method_not_allowed("GET", "HEAD")
-    return json_response(200, realm._jwks(), headers=(("Cache-Control", "no-cache"),))
+    return json_response(200, realm._keys.jwks(), headers=(("Cache-Control", "no-cache"),))
 
 
 def discovery(realm: LocalRealm, request: Request) -> Response:
