@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
@@ -31,7 +32,8 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
-from ._http import tls_context
+from ._environment import client_settings
+from ._http import Connection
 from ._locks import LoopLocks
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
@@ -44,7 +46,6 @@ _CLIENT_CREDENTIALS = "client_credentials"
 _TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 _ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 _TOKEN_PATH = "/protocol/openid-connect/token"  # noqa: S105 - a path
-_REQUIRED_ENV = ("KEYCLOAK_URL", "KEYCLOAK_REALM", "KEYCLOAK_CLIENT_ID", "KEYCLOAK_CLIENT_SECRET")
 # RFC 6750 b64token characters: anything else would not survive an Authorization header.
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Descriptions come from the server; a proxy's error page must not flood a log line.
@@ -299,6 +300,8 @@ class ClientCredentials(httpx.Auth):
         backoff: float = 0.5,
         max_backoff: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        verify: bool | str | ssl.SSLContext = True,
+        proxy: str | None = None,
     ) -> None:
         _require(
             auth_method in ("client_secret_basic", "client_secret_post"),
@@ -327,28 +330,21 @@ class ClientCredentials(httpx.Auth):
             timeout=float(timeout),
             retry=_Retry(max_retries, float(backoff), float(max_backoff)),
         )
+        self._connection = Connection.create(verify, proxy)
         self._clock = clock
         self._cache = _TokenCache(clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
-        if self._settings.token_url.startswith("https:"):
-            tls_context()  # load CA certificates now, not inside the event loop on first use
+        # Load CA certificates now, not inside the event loop on first use.
+        self._connection.warm(self._settings.token_url)
 
     @classmethod
-    def from_env(cls, **options: Any) -> ClientCredentials:
+    def from_env(cls, **overrides: Any) -> ClientCredentials:
         """Build from ``KEYCLOAK_URL``, ``KEYCLOAK_REALM``, ``KEYCLOAK_CLIENT_ID``,
-        ``KEYCLOAK_CLIENT_SECRET`` and the optional ``KEYCLOAK_SCOPES`` (space- or
-        comma-separated); ``options`` go to the constructor."""
-        missing = [name for name in _REQUIRED_ENV if not os.environ.get(name)]
-        _require(not missing, "missing environment variables: " + ", ".join(missing))
-        return cls(
-            os.environ["KEYCLOAK_CLIENT_ID"],
-            os.environ["KEYCLOAK_CLIENT_SECRET"],
-            keycloak_url=os.environ["KEYCLOAK_URL"],
-            realm=os.environ["KEYCLOAK_REALM"],
-            scopes=os.environ.get("KEYCLOAK_SCOPES", "").replace(",", " "),
-            **options,
-        )
+        ``KEYCLOAK_CLIENT_SECRET``, and the optional ``KEYCLOAK_AUTH_PATH`` (``/auth`` before
+        Keycloak 17), ``KEYCLOAK_SCOPES`` (commas or spaces) and ``KEYCLOAK_CA_BUNDLE``;
+        ``overrides`` go to the constructor and win."""
+        return cls(**client_settings(os.environ, overrides))
 
     @property
     def client_id(self) -> str:
@@ -470,12 +466,11 @@ class ClientCredentials(httpx.Auth):
         return token
 
     def _http_options(self) -> dict[str, Any]:
-        url = self._settings.token_url
         return {
             "timeout": self._settings.timeout,
             # A redirected POST could carry the secret elsewhere; the token URL must be exact.
             "follow_redirects": False,
-            "verify": tls_context() if url.startswith("https:") else False,
+            **self._connection.options(self._settings.token_url),
         }
 
     def _run(self, flow: _Flow[_T]) -> _T:

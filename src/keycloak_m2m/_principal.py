@@ -23,6 +23,9 @@ class Principal:
     scopes: frozenset[str]
     claims: Mapping[str, Any]
     expires_at: float
+    # The issuer (realm URL) that vouched for the caller: which realm, when a service trusts
+    # several.
+    issuer: str
 
     def require(
         self,
@@ -48,6 +51,7 @@ class Principal:
 
 
 def verified_principal(
+    issuer: str,
     client_id: str,
     subject: str | None,
     is_service_account: bool,
@@ -64,6 +68,7 @@ def verified_principal(
     """
     principal = object.__new__(Principal)
     principal.__dict__.update(
+        issuer=issuer,
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,

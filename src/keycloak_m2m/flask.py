@@ -185,11 +185,6 @@ def _read_body(limit: int) -> bytes:
 
 
 def _validator_from_config(config: Mapping[str, Any]) -> TokenValidator:
-    missing = [
-        CONFIG_PREFIX + name for name in _REQUIRED_SETTINGS if CONFIG_PREFIX + name not in config
-    ]
-    if missing:
-        raise RuntimeError(f"set {' and '.join(missing)} in app.config, or pass a validator")
     options = _validator_options()
     known = {*_REQUIRED_SETTINGS, _REALM_SETTING, *(name.upper() for name in options)}
     # A misspelt setting (say KEYCLOAK_M2M_ALLOWED_CLIENT) would silently loosen the checks.
@@ -205,9 +200,27 @@ def _validator_from_config(config: Mapping[str, Any]) -> TokenValidator:
         for name in options
         if CONFIG_PREFIX + name.upper() in config
     }
+    given = [name for name in _REQUIRED_SETTINGS if CONFIG_PREFIX + name in config]
+    if not given:
+        return _validator_from_environment(chosen)
+    if len(given) < len(_REQUIRED_SETTINGS):
+        missing = [CONFIG_PREFIX + name for name in _REQUIRED_SETTINGS if name not in given]
+        raise RuntimeError(f"set {' and '.join(missing)} in app.config, or pass a validator")
     return TokenValidator(
         config[CONFIG_PREFIX + "ISSUER"], config[CONFIG_PREFIX + "AUDIENCE"], **chosen
     )
+
+
+def _validator_from_environment(options: Mapping[str, Any]) -> TokenValidator:
+    """Neither issuer nor audience in app.config: the KEYCLOAK_* environment variables, with
+    the other KEYCLOAK_M2M_* settings on top."""
+    try:
+        return TokenValidator.from_env(**options)
+    except ValueError as error:
+        raise RuntimeError(
+            f"no {CONFIG_PREFIX}ISSUER and {CONFIG_PREFIX}AUDIENCE in app.config, and the "
+            f"environment does not configure a validator either: {error}"
+        ) from None
 
 
 def _validator_options() -> tuple[str, ...]:
