@@ -120,7 +120,9 @@ class Relay:
     discovery_delay: float = 0.0
 
 
-def _handler(upstream: str | None, relay: Relay, stop: threading.Event) -> type:
+def _handler(upstreams: dict[str, str] | None, relay: Relay, stop: threading.Event) -> type:
+    """Relay to the upstream of the longest matching path prefix; None: a forward proxy."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -128,7 +130,11 @@ def _handler(upstream: str | None, relay: Relay, stop: threading.Event) -> type:
             pass
 
         def _relay(self) -> None:
-            # A forward proxy gets the absolute URL; a front gets a path under its upstream.
+            # A forward proxy gets the absolute URL; a front gets a path under an upstream.
+            upstream = None
+            if upstreams is not None:
+                prefix = max((p for p in upstreams if self.path.startswith(p)), key=len)
+                upstream = upstreams[prefix]
             target = self.path if upstream is None else upstream + self.path
             relay.targets.append(target)
             if self.path.endswith("/.well-known/openid-configuration"):
@@ -178,9 +184,20 @@ def https_front(upstream: str, ca: ThrowawayCA) -> Iterator[Relay]:
     """HTTPS on 127.0.0.1 with a certificate of ``ca``, relaying to ``upstream``."""
     stop = threading.Event()
     relay = Relay()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream, relay, stop))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler({"": upstream}, relay, stop))
     server.socket = ca.server_context().wrap_socket(server.socket, server_side=True)
     relay.url = f"https://127.0.0.1:{server.server_address[1]}"
+    with _serving(server, stop):
+        yield relay
+
+
+@contextmanager
+def one_keycloak(upstreams: dict[str, str]) -> Iterator[Relay]:
+    """One HTTP base URL for several realms: path prefix (``/realms/a``) -> that realm's server."""
+    stop = threading.Event()
+    relay = Relay()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstreams, relay, stop))
+    relay.url = f"http://127.0.0.1:{server.server_address[1]}"
     with _serving(server, stop):
         yield relay
 
@@ -196,4 +213,4 @@ def forward_proxy() -> Iterator[Relay]:
         yield relay
 
 
-__all__ = ["Relay", "ThrowawayCA", "forward_proxy", "https_front", "make_ca"]
+__all__ = ["Relay", "ThrowawayCA", "forward_proxy", "https_front", "make_ca", "one_keycloak"]
