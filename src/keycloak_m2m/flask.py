@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 try:
     from flask import Flask, Response, current_app, g, request
@@ -30,7 +30,10 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
 
 from ._errors import AuthError
 from ._principal import Principal
-from ._request import Gate, Presented, Requirement, TokenVerifier
+from ._request import Gate, Presented, Requirement, RequirementOptions, TokenVerifier
+
+if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
+    from typing_extensions import Unpack
 from ._validator import TokenValidator
 
 __all__ = ["CONFIG_PREFIX", "TokenAuth", "current_principal"]
@@ -79,20 +82,15 @@ class TokenAuth:
         self._check_order(app, settled=False)
         app.before_request(lambda: self._check_order(current_app))
 
-    def require(
-        self,
-        *,
-        roles: Iterable[str] = (),
-        client_roles: Mapping[str, Iterable[str]] | None = None,
-        scopes: Iterable[str] = (),
-        optional: bool = False,
-    ) -> Callable[[View], View]:
-        """Decorate a view so it runs only for a valid token holding everything named.
+    def require(self, **requirement: Unpack[RequirementOptions]) -> Callable[[View], View]:
+        """Decorate a view so it runs only for a valid token meeting the requirement, with the
+        keywords of ``Principal.require``: ``roles``, ``client_roles``, ``scopes`` (all held),
+        ``any_roles``, ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token runs the view as anonymous (the principal is
         None); a bad token is still refused.
         """
-        requirement = Requirement.of(roles, client_roles, scopes, optional)
+        checked = Requirement.of(**requirement)
 
         def decorate(view: View) -> View:
             self._unguarded[view] = getattr(view, "__qualname__", repr(view))
@@ -100,7 +98,7 @@ class TokenAuth:
 
                 @functools.wraps(view)
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    refusal = self._admit(requirement)
+                    refusal = self._admit(checked)
                     if refusal is not None:
                         return refusal
                     return await view(*args, **kwargs)
@@ -109,7 +107,7 @@ class TokenAuth:
 
             @functools.wraps(view)
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                refusal = self._admit(requirement)
+                refusal = self._admit(checked)
                 if refusal is not None:
                     return refusal
                 return view(*args, **kwargs)
