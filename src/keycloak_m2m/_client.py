@@ -4,7 +4,7 @@ The policy is written once, without I/O, as generators that yield what they need
 
 * ``_request_flow`` builds one token-endpoint request, retries it with bounded backoff and reads
   the answer: it yields the request to send (and is resumed with the response or the transport
-  error) or a ``_Pause``;
+  error), a ``_Pause``, or a ``_ReloadSecret`` (resumed with whether the secret changed);
 * ``_renewal_flow`` wraps it for the client-credentials grant and records the outcome in the
   ``_TokenCache``, which decides when a cached token may be used;
 * ``_bearer_flow`` is httpx's auth flow plus one kind of step, ``_TokenWanted``.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import math
 import os
@@ -176,8 +177,14 @@ class _TokenWanted:
     rejected: str | None
 
 
-_Step: TypeAlias = httpx.Request | _Pause
-_Outcome: TypeAlias = httpx.Response | httpx.RequestError | None
+@dataclass(frozen=True, slots=True)
+class _ReloadSecret:
+    """Read the secret file again: the server refused the client, maybe the secret rotated."""
+
+
+_Step: TypeAlias = httpx.Request | _Pause | _ReloadSecret
+# A bool answers a _ReloadSecret: whether the secret changed.
+_Outcome: TypeAlias = httpx.Response | httpx.RequestError | bool | None
 _T = TypeVar("_T")
 _Flow: TypeAlias = Generator[_Step, _Outcome, _T]
 # The driver sends back a str for a _TokenWanted and a Response for a Request.
@@ -285,8 +292,9 @@ class ClientCredentials(httpx.Auth):
     def __init__(
         self,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
+        client_secret_file: str | os.PathLike[str] | None = None,
         token_url: str | None = None,
         keycloak_url: str | None = None,
         realm: str | None = None,
@@ -319,10 +327,21 @@ class ClientCredentials(httpx.Auth):
         )
         _require(type(max_retries) is int and max_retries >= 0, "max_retries must be an int >= 0")
         _require(callable(clock), "clock must be a callable returning seconds")
+        _require(
+            (client_secret is None) != (client_secret_file is None),
+            "give client_secret or client_secret_file, one of them",
+        )
+        # With a file, the secret is read again when the server refuses it (a rotation).
+        self._secret_file = None if client_secret_file is None else os.fspath(client_secret_file)
+        secret = (
+            _text("client_secret", client_secret)
+            if self._secret_file is None
+            else _read_secret(self._secret_file)
+        )
         self._settings = _Settings(
             token_url=_token_url(token_url, keycloak_url, realm, legacy_auth_prefix),
             client_id=_text("client_id", client_id),
-            client_secret=_text("client_secret", client_secret),
+            client_secret=secret,
             scopes=_scope_names(scopes),
             audience=audience,
             auth_method=auth_method,
@@ -337,6 +356,21 @@ class ClientCredentials(httpx.Auth):
         self._async_locks = LoopLocks()
         # Load CA certificates now, not inside the event loop on first use.
         self._connection.warm(self._settings.token_url)
+
+    def _reload_secret(self) -> bool:
+        """Read the secret file again; whether the secret changed (a rotated secret)."""
+        assert self._secret_file is not None  # only asked for with a secret file
+        try:
+            secret = _read_secret(self._secret_file)
+        except ValueError as error:
+            # Mid-rotation the file may be briefly absent: keep the secret we have.
+            _log.warning("client %r: %s; keeping the current secret", self.client_id, error)
+            return False
+        if secret == self._settings.client_secret:
+            return False
+        self._settings = dataclasses.replace(self._settings, client_secret=secret)
+        _log.info("client %r: the secret file changed; using the new secret", self.client_id)
+        return True
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientCredentials:
@@ -482,6 +516,8 @@ class ClientCredentials(httpx.Auth):
                     if isinstance(step, _Pause):
                         time.sleep(step.seconds)
                         outcome = None
+                    elif isinstance(step, _ReloadSecret):
+                        outcome = self._reload_secret()
                     else:
                         try:
                             outcome = client.send(step)
@@ -500,6 +536,8 @@ class ClientCredentials(httpx.Auth):
                     if isinstance(step, _Pause):
                         await asyncio.sleep(step.seconds)
                         outcome = None
+                    elif isinstance(step, _ReloadSecret):
+                        outcome = await asyncio.to_thread(self._reload_secret)
                     else:
                         try:
                             outcome = await client.send(step)
@@ -545,11 +583,18 @@ class ClientCredentials(httpx.Auth):
         request = self._token_request(form)
         retry = self._settings.retry
         attempt = 0
+        reload_secret = self._secret_file is not None
         while True:
             attempt += 1
             requested_at = self._clock()
             outcome = yield request
             if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
+                if reload_secret and _client_refused(outcome):
+                    reload_secret = False  # once per request: a wrong file must not loop
+                    if (yield _ReloadSecret()) is True:
+                        request = self._token_request(form)
+                        attempt -= 1  # the same attempt, with the rotated secret
+                        continue
                 return self._issued(outcome, requested_at, form)
             if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
                 raise self._failure(f"the answer could not be read ({type(outcome).__name__})")
@@ -646,6 +691,28 @@ class ClientCredentials(httpx.Auth):
             error=error,
             error_description=description,
         )
+
+
+def _client_refused(response: httpx.Response) -> bool:
+    """Whether the token endpoint refused the client's credentials: ``invalid_client``
+    (RFC 6749), or ``unauthorized_client``, which Keycloak answers for a wrong secret."""
+    if response.status_code != 401:
+        return False
+    error, _ = _oauth_error(response, ())
+    return error in ("invalid_client", "unauthorized_client")
+
+
+def _read_secret(path: str) -> str:
+    """The secret in ``path``, without the line end an editor or ``kubectl`` may leave."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"client_secret_file {path} cannot be read ({type(error).__name__})"
+        ) from None
+    _require(secret != "", f"client_secret_file {path} is empty")
+    return secret
 
 
 def _transient_reason(outcome: httpx.Response | httpx.TransportError) -> str:

@@ -51,21 +51,35 @@ def validator_settings(environ: Mapping[str, str], overrides: Mapping[str, Any])
 
 def client_settings(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``ClientCredentials`` arguments from ``KEYCLOAK_URL``, ``KEYCLOAK_REALM``,
-    ``KEYCLOAK_AUTH_PATH``, ``KEYCLOAK_CLIENT_ID``, ``KEYCLOAK_CLIENT_SECRET``, the optional
-    ``KEYCLOAK_SCOPES`` and ``KEYCLOAK_CA_BUNDLE``, then ``overrides`` on top."""
+    ``KEYCLOAK_AUTH_PATH``, ``KEYCLOAK_CLIENT_ID``, ``KEYCLOAK_CLIENT_SECRET`` or
+    ``KEYCLOAK_CLIENT_SECRET_FILE``, the optional ``KEYCLOAK_SCOPES`` and ``KEYCLOAK_CA_BUNDLE``,
+    then ``overrides`` on top."""
     env = _Environment(environ)
-    env.require("KEYCLOAK_URL", "KEYCLOAK_REALM", "KEYCLOAK_CLIENT_ID", "KEYCLOAK_CLIENT_SECRET")
+    secret_variable = _secret_variable(env)
+    env.require("KEYCLOAK_URL", "KEYCLOAK_REALM", "KEYCLOAK_CLIENT_ID", secret_variable)
     settings: dict[str, Any] = {
         "client_id": env.get("KEYCLOAK_CLIENT_ID"),
-        "client_secret": env.get("KEYCLOAK_CLIENT_SECRET"),
         "token_url": env.base_url("KEYCLOAK_URL") + env.realm_path() + _TOKEN_PATH,
     }
+    if secret_variable.endswith("_FILE"):
+        settings["client_secret_file"] = env.file(secret_variable)
+    else:
+        settings["client_secret"] = env.get(secret_variable)
     if env.get("KEYCLOAK_SCOPES"):
         settings["scopes"] = env.names("KEYCLOAK_SCOPES")
     if env.get("KEYCLOAK_CA_BUNDLE"):
         settings["verify"] = env.file("KEYCLOAK_CA_BUNDLE")
     settings.update(overrides)
     return settings
+
+
+def _secret_variable(env: _Environment) -> str:
+    """The variable holding the secret: the value, or (Kubernetes) the file it is mounted as."""
+    if env.get("KEYCLOAK_CLIENT_SECRET") and env.get("KEYCLOAK_CLIENT_SECRET_FILE"):
+        raise ValueError("set KEYCLOAK_CLIENT_SECRET or KEYCLOAK_CLIENT_SECRET_FILE, not both")
+    if env.get("KEYCLOAK_CLIENT_SECRET_FILE"):
+        return "KEYCLOAK_CLIENT_SECRET_FILE"
+    return "KEYCLOAK_CLIENT_SECRET"
 
 
 class _Environment:
