@@ -28,18 +28,20 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
+from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar, get_args
 from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
+from ._assertion import ASSERTION_TYPE, SigningKey, client_assertion, signing_key
 from ._environment import client_settings
 from ._http import Connection
 from ._locks import LoopLocks
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
-AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post"]
+AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+_AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 
 _log = logging.getLogger(__name__)
 
@@ -310,11 +312,9 @@ class ClientCredentials(httpx.Auth):
         clock: Callable[[], float] = time.monotonic,
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
+        private_key: SigningKey | None = None,
     ) -> None:
-        _require(
-            auth_method in ("client_secret_basic", "client_secret_post"),
-            "auth_method must be client_secret_basic or client_secret_post",
-        )
+        _require(auth_method in _AUTH_METHODS, "auth_method must be " + " or ".join(_AUTH_METHODS))
         _require(
             audience is None or (isinstance(audience, str) and audience != ""),
             "audience must be a non-empty string",
@@ -327,17 +327,29 @@ class ClientCredentials(httpx.Auth):
         )
         _require(type(max_retries) is int and max_retries >= 0, "max_retries must be an int >= 0")
         _require(callable(clock), "clock must be a callable returning seconds")
+        # private_key_jwt signs an assertion with the key; the others send a secret.
+        signs = auth_method == "private_key_jwt"
         _require(
-            (client_secret is None) != (client_secret_file is None),
+            (private_key is not None) == signs,
+            "private_key goes with auth_method='private_key_jwt', and that method needs it",
+        )
+        self._signer = None if private_key is None else signing_key(private_key)
+        _require(
+            (client_secret is None) != (client_secret_file is None) or signs,
             "give client_secret or client_secret_file, one of them",
+        )
+        _require(
+            not signs or (client_secret is None and client_secret_file is None),
+            "private_key_jwt sends no secret: give no client_secret or client_secret_file",
         )
         # With a file, the secret is read again when the server refuses it (a rotation).
         self._secret_file = None if client_secret_file is None else os.fspath(client_secret_file)
-        secret = (
-            _text("client_secret", client_secret)
-            if self._secret_file is None
-            else _read_secret(self._secret_file)
-        )
+        if signs:
+            secret = ""
+        elif self._secret_file is None:
+            secret = _text("client_secret", client_secret)
+        else:
+            secret = _read_secret(self._secret_file)
         self._settings = _Settings(
             token_url=_token_url(token_url, keycloak_url, realm, legacy_auth_prefix),
             client_id=_text("client_id", client_id),
@@ -580,19 +592,18 @@ class ClientCredentials(httpx.Auth):
 
     def _request_flow(self, form: dict[str, str]) -> _Flow[_Issued]:
         """One grant: send, retry connection errors and 5xx with backoff, read the answer."""
-        request = self._token_request(form)
         retry = self._settings.retry
         attempt = 0
         reload_secret = self._secret_file is not None
         while True:
             attempt += 1
             requested_at = self._clock()
-            outcome = yield request
+            # Built for each send: a client assertion must not be sent twice (its jti).
+            outcome = yield self._token_request(form)
             if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
                 if reload_secret and _client_refused(outcome):
                     reload_secret = False  # once per request: a wrong file must not loop
                     if (yield _ReloadSecret()) is True:
-                        request = self._token_request(form)
                         attempt -= 1  # the same attempt, with the rotated secret
                         continue
                 return self._issued(outcome, requested_at, form)
@@ -618,6 +629,12 @@ class ClientCredentials(httpx.Auth):
             # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
             pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        elif self._signer is not None:
+            # RFC 7523 section 2.2; the assertion reads the wall clock, not the renewal clock.
+            assertion = client_assertion(
+                self._signer, settings.client_id, settings.token_url, time.time()
+            )
+            form = {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
         else:
             form = {
                 **form,
@@ -655,9 +672,10 @@ class ClientCredentials(httpx.Auth):
         return _Issued(body["access_token"], requested_at + lifetime - margin)
 
     def _sensitive(self, form: dict[str, str]) -> tuple[str, ...]:
-        subject_token = form.get("subject_token")
-        secret = self._settings.client_secret
-        return (secret,) if subject_token is None else (secret, subject_token)
+        # An empty value (private_key_jwt has no secret) must not be "redacted" everywhere.
+        return tuple(
+            value for value in (self._settings.client_secret, form.get("subject_token")) if value
+        )
 
     def _failure(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import ssl
 import threading
 from collections.abc import Iterator
@@ -14,12 +15,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from keycloak_m2m._assertion import ASSERTION_TYPE
 
 _HOP_BY_HOP = {
     "connection",
@@ -213,4 +219,93 @@ def forward_proxy() -> Iterator[Relay]:
         yield relay
 
 
-__all__ = ["Relay", "ThrowawayCA", "forward_proxy", "https_front", "make_ca", "one_keycloak"]
+@dataclass
+class AssertionCheck:
+    """A token endpoint that authenticates clients by RFC 7523 assertions, as Keycloak's
+    "Signed JWT" authenticator does, and gets the token from a LocalRealm with the secret."""
+
+    client_id: str
+    public_key: Any
+    key_id: str
+    secret: str
+    realm_token_url: str
+    url: str = ""
+    headers: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    # Answer this many authenticated requests with 503, as an overloaded Keycloak would.
+    unavailable: int = 0
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/token"
+
+    def verdict(self, form: dict[str, str]) -> str | None:
+        """None if the assertion authenticates the client, else why not."""
+        if form.get("client_assertion_type") != ASSERTION_TYPE or "client_secret" in form:
+            return "wrong client authentication"
+        assertion = form.get("client_assertion", "")
+        try:
+            header = jwt.get_unverified_header(assertion)
+            claims = jwt.decode(
+                assertion,
+                self.public_key,
+                algorithms=["RS256", "ES256"],
+                audience=self.token_url,
+                issuer=self.client_id,
+                options={"require": ["exp", "iat", "jti", "sub"]},
+            )
+        except (jwt.InvalidTokenError, TypeError, ValueError) as error:  # TypeError: key type
+            return type(error).__name__
+        self.headers.append(header)
+        if header.get("kid") != self.key_id or claims["sub"] != self.client_id:
+            return "wrong kid or sub"
+        if claims["jti"] in {seen["jti"] for seen in self.claims}:
+            return "reused jti"
+        self.claims.append(claims)
+        return None
+
+
+def _assertion_handler(check: AssertionCheck) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = dict(parse_qsl(self.rfile.read(length).decode()))
+            reason = check.verdict(form)
+            if reason is not None:
+                check.refused.append(reason)
+                body = json.dumps({"error": "invalid_client", "error_description": reason})
+                self._send(401, body.encode())
+                return
+            if check.unavailable > 0:
+                check.unavailable -= 1
+                self._send(503, b'{"error":"temporarily_unavailable"}')
+                return
+            grant = {k: v for k, v in form.items() if not k.startswith("client_assertion")}
+            answer = httpx.post(
+                check.realm_token_url, data=grant, auth=(check.client_id, check.secret)
+            )
+            self._send(answer.status_code, answer.content)
+
+        def _send(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@contextmanager
+def assertion_endpoint(check: AssertionCheck) -> Iterator[AssertionCheck]:
+    stop = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _assertion_handler(check))
+    check.url = f"http://127.0.0.1:{server.server_address[1]}"
+    with _serving(server, stop):
+        yield check
