@@ -45,7 +45,7 @@ _SEVERAL_HEADERS: Final = "more than one Authorization header"
 
 
 class TokenVerifier(Protocol):
-    """What the step needs of a validator; a TokenValidator is one."""
+    """What the step needs of a validator; a TokenValidator and a MultiIssuerValidator are."""
 
     @property
     def issuer(self) -> str: ...

@@ -153,8 +153,9 @@ def _add_token(commands: Subparsers) -> None:
         "token",
         help="print a fresh access token of the client configured in the environment",
         description="Print a fresh access token (client-credentials grant) for use in scripts. "
-        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET and "
-        "optionally KEYCLOAK_SCOPES.",
+        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET (or "
+        "KEYCLOAK_CLIENT_SECRET_FILE) and optionally KEYCLOAK_AUTH_PATH, KEYCLOAK_SCOPES and "
+        "KEYCLOAK_CA_BUNDLE.",
     )
     parser.add_argument(
         "--retries",
