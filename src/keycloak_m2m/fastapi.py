@@ -93,16 +93,24 @@ class TokenAuth(SecurityBase):
     makes a dependency with roles, client roles, scopes and optional authentication. Call
     ``install(app)`` once so refusals get the RFC 6750 JSON body. ``realm`` names the protection
     space in ``WWW-Authenticate`` (default: the validator's issuer).
+    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
+    the header in which the TLS-terminating proxy in front passes the client certificate, for
+    certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
     """
 
     __signature__: inspect.Signature
 
     def __init__(
-        self, validator: TokenVerifier, *, token_url: str | None = None, realm: str | None = None
+        self,
+        validator: TokenVerifier,
+        *,
+        token_url: str | None = None,
+        realm: str | None = None,
+        client_cert_header: str | None = None,
     ) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
-        self._gate = Gate(validator, realm)
+        self._gate = Gate(validator, realm, client_cert_header)
         self._client_credentials = None if token_url is None else _client_credentials(token_url)
         # FastAPI reads a dependency's parameters from its signature; a client-credentials
         # parameter makes it list that scheme in the OpenAPI document too.
@@ -126,12 +134,15 @@ class TokenAuth(SecurityBase):
         client_roles: Mapping[str, Iterable[str]] | None = None,
         scopes: Iterable[str] = (),
         optional: bool = False,
+        introspect: bool = False,
     ) -> _Dependency:
         """A dependency that also requires every named role, client role and scope.
 
         With ``optional`` a request without a token gets None; a bad token is still refused.
+        ``introspect`` asks the issuer whether the token is still active, for a validator with
+        ``Introspection(when="on_request")``.
         """
-        requirement = Requirement.of(roles, client_roles, scopes, optional)
+        requirement = Requirement.of(roles, client_roles, scopes, optional, introspect)
         return _Dependency(self, requirement)
 
     async def _authenticate(
@@ -140,7 +151,10 @@ class TokenAuth(SecurityBase):
         gate = self._gate
         try:
             return await gate.run_async(
-                presented(request.scope), requirement, _BodyReader(request).read, security_scopes
+                presented(request.scope, gate.certificate_header),
+                requirement,
+                _BodyReader(request).read,
+                security_scopes,
             )
         except AuthError as error:
             raise _Refused(gate.answer(error), error) from error

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import math
+import secrets
 import threading
 import time
 import uuid
@@ -108,6 +109,8 @@ class LocalRealm(FaultInjection):
         # lightweight tokens issued, by jti, for introspection.
         self._revoked: set[str] = set()
         self._full_claims: dict[str, dict[str, Any]] = {}
+        # The claims of the opaque (non-JWT) tokens issued by opaque_token(), by token.
+        self._opaque: dict[str, dict[str, Any]] = {}
         self._faults: dict[Endpoint, Fault] = {}
         self._counts: Counter[Endpoint] = Counter()
         self._made_up_subject = str(uuid.uuid4())
@@ -413,7 +416,9 @@ class LocalRealm(FaultInjection):
         """The full claims of an access token as introspection sees it, or None if it is not
         active: not signed by a published key, another issuer, expired, not an access token,
         revoked, or of an unknown or disabled client."""
-        claims = verified_payload(token, lambda kid: self._key_named(kid)[1])
+        with self._lock:
+            opaque = self._opaque.get(token)
+        claims = opaque or verified_payload(token, lambda kid: self._key_named(kid)[1])
         if (
             claims is None
             or claims.get("iss") != self.issuer
@@ -428,6 +433,16 @@ class LocalRealm(FaultInjection):
                 return None
             full: dict[str, Any] = self._full_claims.get(str(claims.get("jti")), claims)
         return full
+
+    def opaque_token(self, client_id: str) -> str:
+        """An opaque (non-JWT) access token for ``client_id``, such as a reference-token
+        provider issues: only introspection tells what it stands for (the claims a JWT of
+        this client would carry)."""
+        client = self._client(client_id)
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._opaque[token] = self._claims_for(client, self._default_grant(client))
+        return token
 
     def revoke(self, token: str) -> None:
         """Revoke ``token`` as the revocation endpoint does: from now on it introspects
