@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
@@ -93,7 +94,7 @@ class _Retry:
 class _Settings:
     token_url: str
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str | None = field(repr=False)  # None: tls_client_auth, the certificate
     scopes: tuple[str, ...]
     audience: str | None
     auth_method: AuthMethod
@@ -279,13 +280,19 @@ class ClientCredentials(httpx.Auth):
 
     Use ``get_token()`` / ``await get_token_async()``, or pass it as ``auth=`` to
     ``httpx.Client`` / ``httpx.AsyncClient``. Thread-safe and task-safe: share one instance.
+
+    ``cert=(cert_file, key_file)`` presents that TLS client certificate to the token endpoint:
+    without ``client_secret`` it authenticates the client (Keycloak's X.509 authenticator,
+    RFC 8705 ``tls_client_auth``), and Keycloak can bind the tokens to it; then the service
+    called must see the same certificate (give httpx the same pair).
     """
 
     def __init__(
         self,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
+        cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
         token_url: str | None = None,
         keycloak_url: str | None = None,
         realm: str | None = None,
@@ -316,10 +323,14 @@ class ClientCredentials(httpx.Auth):
         )
         _require(type(max_retries) is int and max_retries >= 0, "max_retries must be an int >= 0")
         _require(callable(clock), "clock must be a callable returning seconds")
+        _require(
+            client_secret is not None or cert is not None,
+            "give client_secret, or cert for TLS client authentication",
+        )
         self._settings = _Settings(
             token_url=_token_url(token_url, keycloak_url, realm, legacy_auth_prefix),
             client_id=_text("client_id", client_id),
-            client_secret=_text("client_secret", client_secret),
+            client_secret=None if client_secret is None else _text("client_secret", client_secret),
             scopes=_scope_names(scopes),
             audience=audience,
             auth_method=auth_method,
@@ -331,6 +342,7 @@ class ClientCredentials(httpx.Auth):
         self._cache = _TokenCache(clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
+        self._client_tls = None if cert is None else _certificate_context(cert, self.token_url)
         if self._settings.token_url.startswith("https:"):
             tls_context()  # load CA certificates now, not inside the event loop on first use
 
@@ -475,7 +487,7 @@ class ClientCredentials(httpx.Auth):
             "timeout": self._settings.timeout,
             # A redirected POST could carry the secret elsewhere; the token URL must be exact.
             "follow_redirects": False,
-            "verify": tls_context() if url.startswith("https:") else False,
+            "verify": self._client_tls or (tls_context() if url.startswith("https:") else False),
         }
 
     def _run(self, flow: _Flow[_T]) -> _T:
@@ -574,7 +586,10 @@ class ClientCredentials(httpx.Auth):
     def _token_request(self, form: dict[str, str]) -> httpx.Request:
         settings = self._settings
         headers = {"Accept": "application/json", "User-Agent": "keycloak-m2m"}
-        if settings.auth_method == "client_secret_basic":
+        if settings.client_secret is None:
+            # RFC 8705 section 2: the TLS certificate authenticates; client_id names the client.
+            form = {**form, "client_id": settings.client_id}
+        elif settings.auth_method == "client_secret_basic":
             # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
             pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
@@ -615,9 +630,8 @@ class ClientCredentials(httpx.Auth):
         return _Issued(body["access_token"], requested_at + lifetime - margin)
 
     def _sensitive(self, form: dict[str, str]) -> tuple[str, ...]:
-        subject_token = form.get("subject_token")
-        secret = self._settings.client_secret
-        return (secret,) if subject_token is None else (secret, subject_token)
+        values = (self._settings.client_secret, form.get("subject_token"))
+        return tuple(value for value in values if value is not None)
 
     def _failure(
         self,
@@ -651,6 +665,20 @@ class ClientCredentials(httpx.Auth):
             error=error,
             error_description=description,
         )
+
+
+def _certificate_context(
+    cert: tuple[str | os.PathLike[str], str | os.PathLike[str]], token_url: str
+) -> ssl.SSLContext:
+    """The TLS context that presents the client certificate (mutual TLS, RFC 8705)."""
+    _require(
+        isinstance(cert, tuple) and len(cert) == 2,
+        "cert must be a (certificate file, private key file) pair",
+    )
+    _require(token_url.startswith("https:"), "cert needs an https token URL")
+    context = httpx.create_ssl_context()
+    context.load_cert_chain(*cert)
+    return context
 
 
 def _transient_reason(outcome: httpx.Response | httpx.TransportError) -> str:

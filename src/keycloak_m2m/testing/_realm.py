@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
@@ -55,6 +56,7 @@ from ._keys import (
 )
 from ._protocol import NOT_FOUND
 from ._server import HttpServer, Request, Response
+from ._tls import IssuedCertificate, RealmTls
 
 __all__ = ["Endpoint", "LocalRealm", "PrivateKey"]
 
@@ -80,6 +82,7 @@ class LocalRealm(FaultInjection):
         legacy_auth_prefix: bool | None = None,
         keycloak_version: int = CURRENT_KEYCLOAK,
         clock: Callable[[], float] = time.time,
+        tls: bool = False,
     ) -> None:
         if not name:
             raise ValueError("realm name must not be empty")
@@ -98,6 +101,7 @@ class LocalRealm(FaultInjection):
         self._stopping = threading.Event()
         self._server: HttpServer | None = None
         self._port: int | None = None
+        self._tls = RealmTls(name) if tls else None
         first = new_key(algorithm, subject=name)
         self._keys: dict[str, Key] = {first.kid: first}
         self._active_kid = first.kid
@@ -136,7 +140,9 @@ class LocalRealm(FaultInjection):
         with self._lock:
             if self._port is not None:
                 raise RuntimeError("a LocalRealm can only be started once")
-            self._server = HttpServer(self._handle)
+            self._server = HttpServer(
+                self._handle, None if self._tls is None else self._tls.context
+            )
             self._port = self._server.port
         return self
 
@@ -148,6 +154,8 @@ class LocalRealm(FaultInjection):
             return
         self._stopping.set()
         server.close()
+        if self._tls is not None:
+            self._tls.directory.cleanup()
 
     def __enter__(self) -> LocalRealm:
         return self.start()
@@ -178,7 +186,22 @@ class LocalRealm(FaultInjection):
     def base_url(self) -> str:
         if self._port is None:
             raise RuntimeError("the realm has not been started")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM file of the CA behind a ``tls=True`` realm's certificates, to trust it."""
+        if self._tls is None:
+            raise RuntimeError("the realm serves plain HTTP; use LocalRealm(tls=True)")
+        return self._tls.ca_file
+
+    def client_certificate(self, client_id: str) -> IssuedCertificate:
+        """A TLS client certificate (``CN=<client_id>``) from a ``tls=True`` realm's CA: what a
+        client added with ``certificate_bound=True`` authenticates with."""
+        if self._tls is None:
+            raise RuntimeError("the realm serves plain HTTP; use LocalRealm(tls=True)")
+        return self._tls.authority.client_certificate(client_id)
 
     @property
     def issuer(self) -> str:
@@ -297,6 +320,7 @@ class LocalRealm(FaultInjection):
         web_origins: Iterable[str] = (),
         redirect_uris: Iterable[str] = (),
         lightweight_tokens: bool = False,
+        certificate_bound: bool = False,
     ) -> None:
         """Register (or replace) a confidential client with a service account.
 
@@ -317,6 +341,7 @@ class LocalRealm(FaultInjection):
             web_origins=web_origins,
             redirect_uris=redirect_uris,
             lightweight_tokens=lightweight_tokens,
+            certificate_bound=certificate_bound,
         )
         with self._lock:
             self._clients[client_id] = client
@@ -394,6 +419,8 @@ class LocalRealm(FaultInjection):
     def _issue(self, client: Client, scopes: Iterable[str]) -> tuple[str, dict[str, Any]]:
         """A token as the token endpoint signs it, and its full claims."""
         claims = self._claims_for(client, scopes)
+        if client.bound_to is not None:
+            claims["cnf"] = {"x5t#S256": client.bound_to}  # RFC 8705 section 3
         return signed_by_realm(self._active_key(), self._jwt_claims(client, claims)), claims
 
     def _issue_id_token(self, client: Client, access_token: str, access: dict[str, Any]) -> str:
