@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -126,11 +126,11 @@ def test_fastapi_routes_that_ask_introspect(
     auth.install(app)
 
     @app.get("/read")
-    async def read(caller: Annotated[Principal, Depends(auth)]) -> str:
+    async def read(caller: Principal = Depends(auth)) -> str:  # noqa: B008
         return caller.client_id
 
     @app.post("/pay")
-    async def pay(caller: Annotated[Principal, Depends(auth.require(introspect=True))]) -> str:
+    async def pay(caller: Principal = Depends(auth.require(introspect=True))) -> str:  # noqa: B008
         return caller.client_id
 
     token = realm.mint(CLIENT)
