@@ -368,3 +368,38 @@ def test_bad_configuration_is_refused(options: dict[str, Any], message: str) -> 
 def test_errors_are_auth_errors() -> None:
     assert issubclass(TokenRevoked, InvalidToken)
     assert issubclass(IntrospectionUnavailable, AuthError)
+
+
+@pytest.mark.parametrize("key_kind", ["rsa", "ec", "ed25519"])
+def test_private_key_jwt_signs_a_client_assertion(key_kind: str) -> None:
+    # The request is built without I/O: its assertion is checked here with the public key.
+    # (LocalRealm authenticates clients by secret only, so no round trip yet.)
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from keycloak_m2m._introspection import IntrospectionClient
+
+    key: Any = {
+        "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ec": lambda: ec.generate_private_key(ec.SECP384R1()),
+        "ed25519": ed25519.Ed25519PrivateKey.generate,
+    }[key_kind]()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    config = Introspection(AUDIENCE, private_key=pem)
+    assert "PRIVATE" not in repr(config)
+    issuer = "https://sso.example.com/realms/shop"
+    form, headers = IntrospectionClient(config, issuer + "/x", issuer).request("a.b.c")
+    assert "Authorization" not in headers
+    assert form["token"] == "a.b.c"
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    claims = jwt.decode(
+        form["client_assertion"],
+        key.public_key(),
+        algorithms=["RS256", "ES384", "EdDSA"],
+        audience=issuer,
+    )
+    assert claims["iss"] == claims["sub"] == AUDIENCE
+    assert claims["exp"] - claims["iat"] == 60
