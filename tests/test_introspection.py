@@ -235,6 +235,32 @@ def test_the_endpoint_down_accepts_and_logs_with_on_failure_accept(
     assert token not in caplog.text
 
 
+def test_accepting_on_failure_asks_again_after_the_failure_stands(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    validator = introspecting(make_validator, on_failure="accept")
+    token = realm.mint(CLIENT)
+    realm.fail_introspection(503)
+    validate(validator, token)
+    validate(validator, token)
+    assert realm.request_count("introspect") == 1
+    realm.heal_introspection()
+    realm.revoke(token)
+    clock.advance(1)
+    with pytest.raises(TokenRevoked):
+        validate(validator, token)
+
+
+def test_tokens_that_need_the_answer_are_not_accepted_without_one(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, lightweight_client: str
+) -> None:
+    validator = introspecting(make_validator, on_failure="accept")
+    realm.fail_introspection(500)
+    for token in (realm.mint(lightweight_client), realm.opaque_token(CLIENT)):
+        with pytest.raises(IntrospectionUnavailable):
+            validate(validator, token)
+
+
 def test_a_garbage_answer_is_a_failure(
     realm: LocalRealm, make_validator: MakeValidator, validate: Validate
 ) -> None:

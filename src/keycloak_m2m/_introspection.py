@@ -175,14 +175,16 @@ class IntrospectionClient:
         entry = self.entry(token)
         return entry if entry is not None and now < entry.valid_until else None
 
-    def verdict(self, entry: Entry | None) -> Answer | None:
-        """The answer to act on (None: accept on failure), or raise the refusal."""
+    def verdict(self, entry: Entry | None, *, needed: bool) -> Answer | None:
+        """The answer to act on, or raise the refusal. None: no answer came, and the locally
+        verified token is accepted (``on_failure="accept"``), unless the claims ``needed`` it
+        (a lightweight or opaque token cannot be checked without)."""
         if isinstance(entry, Answer):
             if entry.claims is None:
                 raise TokenRevoked()
             return entry
         reason = "no answer" if entry is None else entry.reason
-        if self.config.on_failure == "accept":
+        if self.config.on_failure == "accept" and not needed:
             _log.warning(
                 "token introspection failed (%s); accepting a locally verified token", reason
             )
@@ -229,8 +231,8 @@ class IntrospectionClient:
                         until = min(until, float(limit))
                 entry = Answer(token, claims, until)
         key = token[-_CACHE_KEY_CHARS:]
+        self._entries.pop(key, None)  # so that the newest entry is the last one evicted
         self._entries[key] = entry
-        self._entries.move_to_end(key)
         if len(self._entries) > _CACHE_SIZE:
             try:
                 self._entries.popitem(last=False)

@@ -25,7 +25,7 @@ from ._binding import (
     matches,
 )
 from ._claims import PROFILES, ClaimPolicy, Profile, check_claims
-from ._errors import CertificateMismatch, InvalidSignature, MalformedToken
+from ._errors import CertificateMismatch, InvalidSignature
 from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
 from ._introspection import (
     INTROSPECTION_PATH,
@@ -341,20 +341,21 @@ class TokenValidator:
         if key is None:
             raise InvalidSignature()
         bound = self._check_binding(claims, certificate)
-        answer: Answer | None = None
-        asked = False
+        introspected_until: float | None = None
         if self._introspection is not None and "aud" not in claims:
             # A lightweight token (Keycloak 24+): its audience, roles and scopes are in the
             # introspection answer, and the claim checks need them.
-            answer = yield from self._introspected(token, claims.get("exp"))
-            asked = True
-            if answer is not None:
-                claims = merged_claims(claims, answer)
+            answer, introspected_until = yield from self._introspected(
+                token, claims.get("exp"), needed=True
+            )
+            assert answer is not None  # needed: no answer was refused
+            claims = merged_claims(claims, answer)
         principal = check_claims(claims, self._policy, self._clock())
-        if introspecting and not asked:
-            answer = yield from self._introspected(token, principal.expires_at)
-            asked = True
-        self._remember(token, principal, key, bound, asked, answer)
+        if introspecting and introspected_until is None:
+            _, introspected_until = yield from self._introspected(
+                token, principal.expires_at, needed=False
+            )
+        self._remember(token, principal, key, bound, introspected_until)
         return principal
 
     def _opaque_flow(
@@ -362,13 +363,12 @@ class TokenValidator:
     ) -> Generator[Introspect, None, Principal]:
         """A token that is not a JWT: only the issuer can say what it is, and its answer's
         claims go through the same checks as a JWT's."""
-        answer = yield from self._introspected(token, None)
-        if answer is None:  # on_failure="accept" has nothing verified locally to accept
-            raise MalformedToken("opaque token, and introspection failed")
+        answer, until = yield from self._introspected(token, None, needed=True)
+        assert answer is not None  # needed: no answer was refused
         claims = merged_claims({}, answer)
         bound = self._check_binding(claims, certificate)
         principal = check_claims(claims, self._policy, self._clock())
-        self._remember(token, principal, None, bound, True, answer)
+        self._remember(token, principal, None, bound, until)
         return principal
 
     def _introspecting(self, introspect: bool) -> bool:
@@ -379,8 +379,10 @@ class TokenValidator:
         return introspect or client.config.when == "always"
 
     def _introspected(
-        self, token: str, expires_at: object
-    ) -> Generator[Introspect, None, Answer | None]:
+        self, token: str, expires_at: object, *, needed: bool
+    ) -> Generator[Introspect, None, tuple[Answer | None, float]]:
+        """The answer on ``token`` (asking the driver for one unless a fresh one is cached) and
+        until when it stands; None for no answer that ``on_failure="accept"`` lets pass."""
         client = self._introspection
         assert client is not None
         entry = client.fresh(token, self._clock())
@@ -388,7 +390,8 @@ class TokenValidator:
             exp = float(expires_at) if type(expires_at) in (int, float) else None  # type: ignore[arg-type]
             yield Introspect(token, client.entry(token), exp)
             entry = client.entry(token)
-        return client.verdict(entry)
+        answer = client.verdict(entry, needed=needed)
+        return answer, 0.0 if entry is None else entry.valid_until
 
     def _check_binding(
         self, claims: dict[str, Any], certificate: ClientCertificate | None
@@ -451,18 +454,17 @@ class TokenValidator:
         principal: Principal,
         key: VerificationKey | None,
         certificate: str | None,
-        introspected: bool,
-        answer: Answer | None,
+        introspected_until: float | None,
     ) -> None:
         if not self._token_cache_size:
             return
         # Until the key set is due for a refresh: then the full path refreshes it. An
-        # introspected token, until its answer goes stale (or at once when none came).
+        # introspected token, until the introspection's outcome goes stale.
         valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
-        if introspected:
-            valid_until = min(valid_until, answer.valid_until if answer is not None else 0.0)
+        if introspected_until is not None:
+            valid_until = min(valid_until, introspected_until)
         self._verified[token[-_CACHE_KEY_CHARS:]] = _Verified(
-            token, principal, key, valid_until, certificate, introspected
+            token, principal, key, valid_until, certificate, introspected_until is not None
         )
         if len(self._verified) > self._token_cache_size:
             try:
