@@ -29,12 +29,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from ._errors import IntrospectionUnavailable, TokenRevoked
 
 __all__ = [
-    "INTROSPECTION_PATH",
     "Answer",
     "Failed",
     "Introspect",
     "Introspection",
     "IntrospectionClient",
+    "endpoint_for",
     "is_opaque",
     "merged_claims",
 ]
@@ -251,6 +251,17 @@ class IntrospectionClient:
         }
         key = self.config.private_key
         return jwt.encode(claims, key, algorithm=_algorithm_for(key))
+
+
+def endpoint_for(config: Introspection, jwks_url: str, certs_path: str) -> str:
+    """The endpoint given, else Keycloak's beside the key set (``.../protocol/openid-connect``)."""
+    if config.endpoint is not None:
+        return config.endpoint
+    _require(
+        jwks_url.endswith(certs_path),
+        "Introspection(endpoint=...) is needed when the key set is not at Keycloak's path",
+    )
+    return jwks_url[: -len(certs_path)] + INTROSPECTION_PATH
 
 
 def is_opaque(token: object, max_size: int) -> bool:

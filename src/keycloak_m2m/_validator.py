@@ -28,11 +28,11 @@ from ._claims import PROFILES, ClaimPolicy, Profile, check_claims
 from ._errors import CertificateMismatch, InvalidSignature
 from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
 from ._introspection import (
-    INTROSPECTION_PATH,
     Answer,
     Introspect,
     Introspection,
     IntrospectionClient,
+    endpoint_for,
     is_opaque,
     merged_claims,
 )
@@ -171,7 +171,7 @@ class TokenValidator:
             None
             if introspection is None
             else IntrospectionClient(
-                introspection, _introspection_url(introspection, self._jwks_url), issuer
+                introspection, endpoint_for(introspection, self._jwks_url, _CERTS_PATH), issuer
             )
         )
         self._introspection_locks = KeyedLocks()
@@ -471,16 +471,6 @@ class TokenValidator:
                 self._verified.popitem(last=False)
             except KeyError:  # emptied by another thread meanwhile
                 pass
-
-
-def _introspection_url(config: Introspection, jwks_url: str) -> str:
-    if config.endpoint is not None:
-        return config.endpoint
-    _require(
-        jwks_url.endswith(_CERTS_PATH),
-        "Introspection(endpoint=...) is needed when the key set is not at Keycloak's path",
-    )
-    return jwks_url[: -len(_CERTS_PATH)] + INTROSPECTION_PATH
 
 
 # --- configuration helpers ---------------------------------------------------------------------
