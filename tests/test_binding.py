@@ -29,6 +29,7 @@ from .support import CLIENT, Validate
 
 MakeValidator = Callable[..., TokenValidator]
 AUTHORITY = CertificateAuthority()
+XFCC_NAME = "x-forwarded-client-cert"
 MINE = AUTHORITY.client_certificate("shop-api")
 OTHER = AUTHORITY.client_certificate("intruder")
 
@@ -258,3 +259,14 @@ def test_cert_needs_https_and_some_credential() -> None:
         ClientCredentials(CLIENT, token_url="http://127.0.0.1:1/token", cert=("a", "b"))
     with pytest.raises(ValueError, match="client_secret, or cert"):
         ClientCredentials(CLIENT, token_url="http://127.0.0.1:1/token")
+
+
+@given(value=st.text(max_size=300), header=st.sampled_from(["ssl-client-cert", XFCC_NAME]))
+def test_any_header_value_gives_a_thumbprint_none_or_invalid_request(
+    value: str, header: str
+) -> None:
+    try:
+        result = thumbprint(forwarded(header, value))
+    except InvalidRequest:
+        return
+    assert result is None or len(result) == 43
