@@ -54,7 +54,6 @@ class TokenVerifier(Protocol):
         self,
         token: str,
         client_certificate: ClientCertificate | None = None,
-        *,
         introspect: bool = False,
     ) -> Principal | None: ...
 
@@ -263,9 +262,8 @@ class Gate:
             if requirement.optional:
                 return None
             raise MissingToken()
-        principal = self.validator.cached(
-            token, request.client_certificate, introspect=requirement.introspect
-        )
+        # Positional: keyword arguments cost a measurable share of a cache hit.
+        principal = self.validator.cached(token, request.client_certificate, requirement.introspect)
         if principal is None:
             return CheckToken(token)
         if requirement.grants or extra_scopes:

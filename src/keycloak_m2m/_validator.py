@@ -231,7 +231,7 @@ class TokenValidator:
         asks the issuer whether the token is still active when ``Introspection(when=
         "on_request")`` is configured (``"always"`` always does).
         """
-        principal = self.cached(token, client_certificate, introspect=introspect)
+        principal = self.cached(token, client_certificate, introspect)
         if principal is not None:
             return principal
         flow = self._flow(token, client_certificate, introspect)
@@ -257,7 +257,7 @@ class TokenValidator:
         introspect: bool = False,
     ) -> Principal:
         """``validate`` without blocking the event loop."""
-        principal = self.cached(token, client_certificate, introspect=introspect)
+        principal = self.cached(token, client_certificate, introspect)
         if principal is not None:
             return principal
         flow = self._flow(token, client_certificate, introspect)
@@ -420,7 +420,6 @@ class TokenValidator:
         self,
         token: str,
         client_certificate: ClientCertificate | None = None,
-        *,
         introspect: bool = False,
     ) -> Principal | None:
         """The principal of a token this validator verified, while that verification holds.
