@@ -9,11 +9,14 @@ import keycloak_m2m
 
 PUBLIC_CORE = [
     "AuthError",
+    "CertificateMismatch",
     "ClientCredentials",
     "ClientNotAllowed",
     "DiscoveryError",
     "ExpiredToken",
     "InsufficientScope",
+    "Introspection",
+    "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
     "InvalidIssuer",
@@ -29,6 +32,7 @@ PUBLIC_CORE = [
     "Principal",
     "TokenNotYetValid",
     "TokenRequestError",
+    "TokenRevoked",
     "TokenValidator",
     "UnknownKey",
 ]

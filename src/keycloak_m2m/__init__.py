@@ -3,9 +3,11 @@
 from ._client import ClientCredentials, TokenRequestError
 from ._errors import (
     AuthError,
+    CertificateMismatch,
     ClientNotAllowed,
     ExpiredToken,
     InsufficientScope,
+    IntrospectionUnavailable,
     InvalidAudience,
     InvalidClaim,
     InvalidIssuer,
@@ -18,19 +20,24 @@ from ._errors import (
     MissingToken,
     NotServiceAccount,
     TokenNotYetValid,
+    TokenRevoked,
     UnknownKey,
 )
+from ._introspection import Introspection
 from ._multi import MultiIssuerValidator
 from ._principal import Principal
 from ._validator import DiscoveryError, TokenValidator
 
 __all__ = [
     "AuthError",
+    "CertificateMismatch",
     "ClientCredentials",
     "ClientNotAllowed",
     "DiscoveryError",
     "ExpiredToken",
     "InsufficientScope",
+    "Introspection",
+    "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
     "InvalidIssuer",
@@ -46,6 +53,7 @@ __all__ = [
     "Principal",
     "TokenNotYetValid",
     "TokenRequestError",
+    "TokenRevoked",
     "TokenValidator",
     "UnknownKey",
 ]

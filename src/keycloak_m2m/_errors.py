@@ -14,9 +14,11 @@ from typing import ClassVar
 
 __all__ = [
     "AuthError",
+    "CertificateMismatch",
     "ClientNotAllowed",
     "ExpiredToken",
     "InsufficientScope",
+    "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
     "InvalidIssuer",
@@ -29,6 +31,8 @@ __all__ = [
     "MissingToken",
     "NotServiceAccount",
     "TokenNotYetValid",
+    "TokenRevoked",
+    "Unavailable",
     "UnknownKey",
 ]
 
@@ -141,6 +145,20 @@ class NotServiceAccount(InvalidToken):
     default_description = "not a service-account token"
 
 
+class CertificateMismatch(InvalidToken):
+    """The token is bound to a TLS client certificate (RFC 8705) the request was not made with,
+    or a bound token is required and this one is not."""
+
+    default_description = "certificate mismatch"
+
+
+class TokenRevoked(InvalidToken):
+    """The issuer's introspection endpoint says the token is no longer active (RFC 7662):
+    revoked, its client disabled, its session ended."""
+
+    default_description = "token revoked or inactive"
+
+
 class InsufficientScope(AuthError):
     """The token is valid but lacks roles or scopes the resource requires."""
 
@@ -189,11 +207,12 @@ class InsufficientScope(AuthError):
         return params
 
 
-class KeysUnavailable(AuthError):
-    """No usable signing key: the key endpoint cannot be reached and nothing usable is cached."""
+class Unavailable(AuthError):
+    """The token cannot be decided now because a service of the issuer cannot be reached:
+    503 with ``Retry-After``."""
 
     status_code = 503
-    default_description = "signing keys temporarily unavailable"
+    default_description = "temporarily unavailable"
 
     def __init__(self, retry_after: float, description: str | None = None) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
@@ -204,3 +223,15 @@ class KeysUnavailable(AuthError):
 
     def response_body(self) -> dict[str, str]:
         return {"error": "temporarily_unavailable", "error_description": self.description}
+
+
+class KeysUnavailable(Unavailable):
+    """No usable signing key: the key endpoint cannot be reached and nothing usable is cached."""
+
+    default_description = "signing keys temporarily unavailable"
+
+
+class IntrospectionUnavailable(Unavailable):
+    """The introspection endpoint gave no answer, and ``on_failure="refuse"``."""
+
+    default_description = "token introspection temporarily unavailable"

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ._binding import ClientCertificate
 from ._errors import InvalidIssuer
 from ._jose import decode_json_object, json_parser, split_token
 from ._principal import Principal
@@ -82,24 +83,45 @@ class MultiIssuerValidator:
     def __repr__(self) -> str:
         return f"MultiIssuerValidator({list(self._by_issuer)!r})"
 
-    def cached(self, token: str) -> Principal | None:
+    def cached(
+        self,
+        token: str,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
+    ) -> Principal | None:
         """The principal of a token one of the validators verified, while that holds."""
         for validator in self._validators:
-            principal = validator.cached(token)
+            principal = validator.cached(token, client_certificate, introspect)
             if principal is not None:
                 return principal
         return None
 
-    def validate(self, token: str) -> Principal:
+    def validate(
+        self,
+        token: str,
+        *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
+    ) -> Principal:
         """Validate with the validator of the token's issuer; may block to fetch its keys."""
-        return self.cached(token) or self._route(token).validate(token)
+        return self.cached(token, client_certificate, introspect) or self._route(token).validate(
+            token, client_certificate=client_certificate, introspect=introspect
+        )
 
-    async def validate_async(self, token: str) -> Principal:
+    async def validate_async(
+        self,
+        token: str,
+        *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
+    ) -> Principal:
         """Validate with the validator of the token's issuer, without blocking the loop."""
-        principal = self.cached(token)
+        principal = self.cached(token, client_certificate, introspect)
         if principal is not None:
             return principal
-        return await self._route(token).validate_async(token)
+        return await self._route(token).validate_async(
+            token, client_certificate=client_certificate, introspect=introspect
+        )
 
     def _route(self, token: str) -> TokenValidator:
         """The validator named by ``iss``; an unknown or missing one costs no key fetch."""

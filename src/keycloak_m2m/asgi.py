@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ._asgi_scope import presented
-from ._errors import AuthError, KeysUnavailable
+from ._errors import AuthError, Unavailable
 from ._principal import Principal
 from ._request import ErrorAnswer, Gate, Need, Requirement, RequirementOptions, TokenVerifier
 
@@ -97,6 +97,9 @@ class TokenAuthMiddleware:
     a token passes as ``ANONYMOUS``; a bad token is still refused. ``realm`` names the
     protection space in ``WWW-Authenticate`` (default: the validator's issuer). ``lifespan``
     and any other scope type pass through untouched.
+    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
+    the header in which the TLS-terminating proxy in front passes the client certificate, for
+    certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class TokenAuthMiddleware:
         validator: TokenVerifier,
         exclude_paths: Iterable[str] = (),
         realm: str | None = None,
+        client_cert_header: str | None = None,
         **requirement: Unpack[RequirementOptions],
     ) -> None:
         paths = tuple(exclude_paths)
@@ -114,7 +118,7 @@ class TokenAuthMiddleware:
         self.app = app
         self._open_paths = frozenset(path for path in paths if not path.endswith("*"))
         self._open_prefixes = tuple(path[:-1] for path in paths if path.endswith("*"))
-        self._gate = Gate(validator, realm)
+        self._gate = Gate(validator, realm, client_cert_header)
         self._requirement = Requirement.of(**requirement)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -133,7 +137,7 @@ class TokenAuthMiddleware:
         gate = self._gate
         requirement = self._requirement
         try:
-            request = presented(scope)
+            request = presented(scope, gate.certificate_header)
             principal = gate.admit(request, requirement)
             if isinstance(principal, Need):
                 body = _BufferedBody(receive)
@@ -213,6 +217,6 @@ async def _refuse_websocket(
         )
         await send({"type": "websocket.http.response.body", "body": answer.body})
         return
-    code = _CLOSE_TRY_AGAIN if isinstance(error, KeysUnavailable) else _CLOSE_REFUSED
+    code = _CLOSE_TRY_AGAIN if isinstance(error, Unavailable) else _CLOSE_REFUSED
     reason = error.description.encode("utf-8")[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
     await send({"type": "websocket.close", "code": code, "reason": reason})

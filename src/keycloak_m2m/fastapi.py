@@ -96,16 +96,24 @@ class TokenAuth(SecurityBase):
     makes a dependency with roles, client roles, scopes and optional authentication. Call
     ``install(app)`` once so refusals get the RFC 6750 JSON body. ``realm`` names the protection
     space in ``WWW-Authenticate`` (default: the validator's issuer).
+    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
+    the header in which the TLS-terminating proxy in front passes the client certificate, for
+    certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
     """
 
     __signature__: inspect.Signature
 
     def __init__(
-        self, validator: TokenVerifier, *, token_url: str | None = None, realm: str | None = None
+        self,
+        validator: TokenVerifier,
+        *,
+        token_url: str | None = None,
+        realm: str | None = None,
+        client_cert_header: str | None = None,
     ) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
-        self._gate = Gate(validator, realm)
+        self._gate = Gate(validator, realm, client_cert_header)
         self._client_credentials = None if token_url is None else _client_credentials(token_url)
         # FastAPI reads a dependency's parameters from its signature; a client-credentials
         # parameter makes it list that scheme in the OpenAPI document too.
@@ -128,6 +136,8 @@ class TokenAuth(SecurityBase):
         ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token gets None; a bad token is still refused.
+        ``introspect`` asks the issuer whether the token is still active, for a validator with
+        ``Introspection(when="on_request")``.
         """
         return _Dependency(self, Requirement.of(**requirement))
 
@@ -137,7 +147,10 @@ class TokenAuth(SecurityBase):
         gate = self._gate
         try:
             return await gate.run_async(
-                presented(request.scope), requirement, _BodyReader(request).read, security_scopes
+                presented(request.scope, gate.certificate_header),
+                requirement,
+                _BodyReader(request).read,
+                security_scopes,
             )
         except AuthError as error:
             raise _Refused(gate.answer(error), error) from error

@@ -28,6 +28,7 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
         'keycloak_m2m.flask needs Flask: pip install "keycloak-m2m[flask]"'
     ) from missing
 
+from ._binding import ForwardedCertificate
 from ._errors import AuthError
 from ._principal import Principal
 from ._request import Gate, Presented, Requirement, RequirementOptions, TokenVerifier
@@ -59,11 +60,21 @@ class TokenAuth:
 
     Give the validator here, or call ``init_app(app)`` to build it from ``app.config``.
     ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer).
+    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names the
+    header in which the TLS-terminating proxy in front passes the client certificate; set it
+    only behind such a proxy, which must overwrite the header.
     """
 
-    def __init__(self, validator: TokenVerifier | None = None, *, realm: str | None = None) -> None:
+    def __init__(
+        self,
+        validator: TokenVerifier | None = None,
+        *,
+        realm: str | None = None,
+        client_cert_header: str | None = None,
+    ) -> None:
         self._realm = realm
-        self._gate = None if validator is None else Gate(validator, realm)
+        self._client_cert_header = client_cert_header
+        self._gate = None if validator is None else Gate(validator, realm, client_cert_header)
         # The views this instance guards, as they were before wrapping: one of them registered
         # as is means @auth.require(...) was placed above @app.route(...).
         self._unguarded: dict[Callable[..., Any], str] = {}
@@ -77,7 +88,8 @@ class TokenAuth:
         gate = self._gate
         if gate is None:
             validator = _validator_from_config(app.config)
-            gate = Gate(validator, self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING))
+            realm = self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING)
+            gate = Gate(validator, realm, self._client_cert_header)
         app.extensions.setdefault(_EXTENSION, {})[self] = gate
         self._check_order(app, settled=False)
         app.before_request(lambda: self._check_order(current_app))
@@ -88,7 +100,8 @@ class TokenAuth:
         ``any_roles``, ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token runs the view as anonymous (the principal is
-        None); a bad token is still refused.
+        None); a bad token is still refused. ``introspect`` asks the issuer whether the token
+        is still active, for a validator with ``Introspection(when="on_request")``.
         """
         checked = Requirement.of(**requirement)
 
@@ -120,7 +133,7 @@ class TokenAuth:
         """Put the caller on ``g`` and return None, or return the refusal to send."""
         gate = self._current_gate()
         try:
-            g.principal = gate.run(_presented(), requirement, _read_body)
+            g.principal = gate.run(_presented(gate), requirement, _read_body)
         except AuthError as error:
             answer = gate.answer(error)
             return Response(answer.body, answer.status_code, answer.headers)
@@ -155,9 +168,17 @@ class TokenAuth:
             checked.add(self)
 
 
-def _presented() -> Presented:
-    """The request step's input from the current Flask request."""
+def _presented(gate: Gate) -> Presented:
+    """The request step's input from the current Flask request: the client certificate from
+    the trusted proxy's header when one is configured, else from the WSGI server's
+    ``SSL_CLIENT_CERT``."""
     headers = request.headers
+    header = gate.certificate_header
+    certificate = (
+        request.environ.get("SSL_CLIENT_CERT") or None
+        if header is None
+        else ForwardedCertificate(header, tuple(headers.getlist(header)))
+    )
     return Presented(
         request.method,
         request.host_url.rstrip("/"),
@@ -166,7 +187,7 @@ def _presented() -> Presented:
         headers.getlist("DPoP"),
         request.query_string,
         request.content_type,
-        request.environ.get("SSL_CLIENT_CERT") or None,
+        certificate,
     )
 
 
