@@ -144,6 +144,20 @@ def _token_url(
     return f"{base}{prefix}/realms/{quote(_text('realm', realm), safe='')}{_TOKEN_PATH}"
 
 
+def realm_url_mistake(setting: str, url: str) -> str | None:
+    """Why ``url``, meant as Keycloak's base URL, is a realm URL instead; None if it is not.
+
+    A common mistake: the realm path would then appear twice and Keycloak answer a bare 404.
+    """
+    _, found, after = urlsplit(url).path.partition("/realms/")
+    if not found:
+        return None
+    return (
+        f"{setting} is a realm URL (its path has /realms/{after.split('/')[0]}): "
+        f"{setting} is Keycloak's base URL, the part before /realms/"
+    )
+
+
 def _scope_names(scopes: str | Iterable[str]) -> tuple[str, ...]:
     # A lone string is the OAuth scope parameter itself: space-separated names.
     names = tuple(scopes.split() if isinstance(scopes, str) else scopes)
@@ -341,6 +355,8 @@ class ClientCredentials(httpx.Auth):
         comma-separated); ``options`` go to the constructor."""
         missing = [name for name in _REQUIRED_ENV if not os.environ.get(name)]
         _require(not missing, "missing environment variables: " + ", ".join(missing))
+        mistake = realm_url_mistake("KEYCLOAK_URL", os.environ["KEYCLOAK_URL"])
+        _require(mistake is None, f"{mistake}, and KEYCLOAK_REALM names the realm")
         return cls(
             os.environ["KEYCLOAK_CLIENT_ID"],
             os.environ["KEYCLOAK_CLIENT_SECRET"],

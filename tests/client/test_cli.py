@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 
 import pytest
 
@@ -108,7 +109,8 @@ def test_inspect_warns(live_realm: LocalRealm, capsys: pytest.CaptureFixture[str
 def test_inspect_warns_about_a_user_token_and_default_audience(
     live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    token = live_realm.mint(claims={"preferred_username": "alice"})  # aud is only "account"
+    # A user's token: no client_id claim (Keycloak writes it for service accounts); aud "account".
+    token = live_realm.mint(claims={"preferred_username": "alice"}, remove=["client_id"])
 
     assert main(["inspect", token]) == 0
 
@@ -167,12 +169,16 @@ def test_verify_with_jwks_url_and_stdin(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"claims": {"aud": "billing-service"}}, "audience mismatch (InvalidAudience)"),
+        (
+            {"claims": {"aud": "billing-service"}},
+            "audience mismatch (InvalidAudience): "
+            "expected 'notification-service', found ['billing-service']",
+        ),
         ({"expires_in": -120}, "token expired (ExpiredToken)"),
         ({"signature": b"\x00" * 256}, "signature verification failed (InvalidSignature)"),
     ],
 )
-def test_verify_prints_the_exact_reason(
+def test_verify_refusal_is_one_line_on_stderr(
     live_realm: LocalRealm,
     capsys: pytest.CaptureFixture[str],
     change: dict[str, object],
@@ -183,7 +189,67 @@ def test_verify_prints_the_exact_reason(
     code = main(["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE])
 
     assert code == 1
-    assert capsys.readouterr().out == f"invalid token: {reason}\n"
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"keycloak-m2m: error: invalid token: {reason}\n"
+
+
+def assert_token_not_shown(token: str, text: str) -> None:
+    for segment in token.split("."):
+        assert segment not in text
+
+
+def test_verify_explains_a_token_meant_only_for_account(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = live_realm.mint(CLIENT, claims={"aud": "account"})  # Keycloak's default audience
+
+    assert main(["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE]) == 1
+
+    line = one_error_line(capsys)
+    assert "expected 'notification-service', found ['account']" in line
+    assert "Audience mapper for 'notification-service'" in line
+    assert "--azp-as-audience" in line
+    assert_token_not_shown(token, line)
+
+
+@pytest.mark.parametrize(
+    ("expected", "hint"),
+    [
+        ("{issuer}/", "only a trailing slash differs"),
+        ("{base}/auth/realms/shop", "only /auth differs"),
+        ("{base}/realms/other", ""),
+    ],
+)
+def test_verify_explains_an_issuer_mismatch(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str], expected: str, hint: str
+) -> None:
+    token = live_realm.mint(CLIENT)
+    issuer = expected.format(issuer=live_realm.issuer, base=live_realm.base_url)
+    argv = ["verify", token, "--issuer", issuer, "--audience", AUDIENCE]
+
+    assert main([*argv, "--jwks-url", live_realm.jwks_url]) == 1
+
+    line = one_error_line(capsys)
+    assert line.startswith(
+        "keycloak-m2m: error: invalid token: issuer mismatch (InvalidIssuer): "
+        f"expected {issuer!r}, found {live_realm.issuer!r}"
+    )
+    assert hint in line
+    assert_token_not_shown(token, line)
+
+
+def test_verify_with_a_realm_url_as_keycloak_url(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["verify", "x.y.z", "--issuer", live_realm.issuer, "--audience", AUDIENCE]
+
+    assert main([*argv, "--keycloak-url", live_realm.issuer]) == 2
+    assert one_error_line(capsys) == (
+        "keycloak-m2m: error: --keycloak-url is a realm URL (its path has /realms/shop): "
+        "--keycloak-url is Keycloak's base URL, the part before /realms/; "
+        "the realm comes from --issuer"
+    )
 
 
 def test_verify_with_unreachable_keys(
@@ -227,6 +293,25 @@ def test_token_with_missing_settings(
         "keycloak-m2m: error: missing environment variables: KEYCLOAK_URL, KEYCLOAK_REALM, "
         "KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET"
     )
+
+
+@pytest.mark.parametrize("suffix", ["/realms/shop", "/auth/realms/shop/"])
+def test_token_with_a_realm_url_as_keycloak_url(
+    live_realm: LocalRealm,
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+) -> None:
+    monkeypatch.setenv("KEYCLOAK_URL", live_realm.base_url + suffix)
+
+    assert main(["token"]) == 2
+    assert one_error_line(capsys) == (
+        "keycloak-m2m: error: KEYCLOAK_URL is a realm URL (its path has /realms/shop): "
+        "KEYCLOAK_URL is Keycloak's base URL, the part before /realms/, "
+        "and KEYCLOAK_REALM names the realm"
+    )
+    assert live_realm.request_count("token") == 0
 
 
 def test_token_with_a_wrong_secret(
@@ -284,6 +369,11 @@ def test_a_bad_argument_is_one_line(
     assert line.endswith("(see --help)")
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"keycloak-m2m {version('keycloak-m2m')}\n"
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
@@ -326,3 +416,30 @@ def test_python_m_failure_in_a_subprocess_is_one_line(
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_verify_failure_in_a_subprocess_is_one_line(live_realm: LocalRealm, dead_url: str) -> None:
+    token = live_realm.mint(CLIENT)
+    argv = ["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE]
+
+    done = run_module(*argv, "--keycloak-url", dead_url, environment={})
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("keycloak-m2m: error: cannot get the signing keys from ")
+    assert len(done.stderr.splitlines()) == 1, done.stderr  # no "key set fetch failed" record
+
+
+def test_token_retries_are_logged_only_with_verbose(
+    environment: dict[str, str], dead_url: str
+) -> None:
+    settings = {**environment, "KEYCLOAK_URL": dead_url}
+
+    quiet = run_module("token", "--retries", "2", environment=settings)
+    verbose = run_module("token", "-v", "--retries", "2", environment=settings)
+
+    assert quiet.returncode == verbose.returncode == 1
+    assert len(quiet.stderr.splitlines()) == 1, quiet.stderr
+    assert "unavailable after 3 attempts" in quiet.stderr
+    retries = [line for line in verbose.stderr.splitlines() if "retrying in" in line]
+    assert len(retries) == 2, verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == quiet.stderr.strip()
