@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 from ._client import ClientCredentials, TokenRequestError, realm_url_mistake
 from ._errors import AuthError, InvalidAudience, InvalidIssuer, KeysUnavailable, MalformedToken
-from ._inspect import describe_principal, explain, render
+from ._inspect import audience_mismatch, describe_principal, explain, issuer_mismatch, render
 from ._validator import TokenValidator
 
 __all__ = ["main"]
@@ -30,7 +30,6 @@ _PROG = "keycloak-m2m"
 _USAGE_ERROR = 2
 _REFUSED = 1
 _INTERRUPTED = 130
-_KEYCLOAK_DEFAULT_AUDIENCE = "account"
 
 
 class _Failure(Exception):
@@ -154,48 +153,25 @@ def _run_verify(args: argparse.Namespace) -> int:
         raise _Failure(f"cannot get the signing keys from {validator.jwks_url}", _REFUSED) from None
     except AuthError as error:
         reason = f"invalid token: {error.description} ({type(error).__name__})"
-        detail = _mismatch(error, token, args)
-        raise _Failure(f"{reason}: {detail}" if detail else reason, _REFUSED) from None
+        raise _Failure(reason + _mismatch(error, token, args), _REFUSED) from None
     print("valid token")
     print("\n".join(describe_principal(principal, time.time())))
     return 0
 
 
-def _mismatch(error: AuthError, token: str, args: argparse.Namespace) -> str | None:
-    """What was expected and what the token says, for an issuer or audience mismatch.
+def _mismatch(error: AuthError, token: str, args: argparse.Namespace) -> str:
+    """For an issuer or audience mismatch, what was expected and what the token carries.
 
-    The operator holds the token, so its claims may be shown to them; the token itself never is.
-    The signature was verified before these checks, so the claims are readable.
+    The operator holds the token: its claims may be shown to them, never the token itself.
+    Such a token passed the signature check, so its claims are readable.
     """
     if isinstance(error, InvalidIssuer):
-        return _issuer_mismatch(args.issuer, explain(token, now=time.time()).claims.get("iss"))
+        found = explain(token, now=time.time()).claims.get("iss")
+        return ": " + issuer_mismatch(args.issuer, found)
     if isinstance(error, InvalidAudience):
-        return _audience_mismatch(args.audience, explain(token, now=time.time()).claims.get("aud"))
-    return None
-
-
-def _issuer_mismatch(expected: str, found: Any) -> str:
-    text = f"expected {expected!r}, found {found!r}"
-    if not isinstance(found, str):
-        return text
-    if found.rstrip("/") == expected.rstrip("/"):
-        return f"{text}; issuers are compared exactly: only a trailing slash differs"
-    if found.replace("/auth/realms/", "/realms/") == expected.replace("/auth/realms/", "/realms/"):
-        return f"{text}; only /auth differs (Keycloak before 17 serves realms under /auth)"
-    return text
-
-
-def _audience_mismatch(expected: list[str], found: Any) -> str:
-    audiences = [found] if isinstance(found, str) else found if isinstance(found, list) else []
-    text = f"expected {' or '.join(map(repr, expected))}, found {audiences!r}"
-    if audiences != [_KEYCLOAK_DEFAULT_AUDIENCE]:
-        return text
-    return (
-        f"{text}; Keycloak puts only 'account' in aud unless told otherwise: give the client an "
-        f"Audience mapper for {expected[0]!r} (Clients > the caller > Client scopes > dedicated "
-        "scope > Add mapper > Audience), or accept the client id in azp with --azp-as-audience "
-        "(upcoming)"
-    )
+        found = explain(token, now=time.time()).claims.get("aud")
+        return ": " + audience_mismatch(args.audience, found)
+    return ""
 
 
 # --- token -------------------------------------------------------------------------------------

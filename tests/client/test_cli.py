@@ -194,6 +194,18 @@ def test_verify_refusal_is_one_line_on_stderr(
     assert captured.err == f"keycloak-m2m: error: invalid token: {reason}\n"
 
 
+def test_verify_refuses_garbage_in_one_line(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["verify", "e30.!!!.sig", "--issuer", live_realm.issuer, "--audience", AUDIENCE])
+
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (1, "")
+    assert captured.err.startswith("keycloak-m2m: error: invalid token: ")
+    assert captured.err.endswith("(MalformedToken)\n")
+    assert captured.err.count("\n") == 1, captured.err
+
+
 def assert_token_not_shown(token: str, text: str) -> None:
     for segment in token.split("."):
         assert segment not in text
