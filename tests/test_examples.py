@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+import keycloak_m2m
 from keycloak_m2m.testing import LocalRealm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +141,17 @@ def test_a_snippet_not_run_says_why() -> None:
     for snippet in marked:
         assert NOT_RUN.match(snippet.source), f"{snippet.page}:{snippet.line}: first line, a reason"
     assert marked  # the convention is in use: the check above can fail
+
+
+def test_troubleshooting_quotes_each_error_as_it_reads() -> None:
+    # "## "audience mismatch" (`InvalidAudience`)": the phrase is what that error says.
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    headings = re.findall(r"^## (.*)$", page, re.MULTILINE)
+    quoted = [
+        (re.findall(r'"([^"]+)"', heading), re.findall(r"`(\w+)`", heading)) for heading in headings
+    ]
+    assert len(quoted) == 5
+    for phrases, names in quoted:
+        assert phrases, names
+        for phrase, name in zip(phrases, names, strict=True):
+            assert getattr(keycloak_m2m, name).default_description == phrase
