@@ -109,8 +109,11 @@ def test_inspect_warns(live_realm: LocalRealm, capsys: pytest.CaptureFixture[str
 def test_inspect_warns_about_a_user_token_and_default_audience(
     live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A user's token: no client_id claim (Keycloak writes it for service accounts); aud "account".
-    token = live_realm.mint(claims={"preferred_username": "alice"}, remove=["client_id"])
+    # A user's token: no client_id (Keycloak writes it for service accounts only), and a
+    # username of its own. aud is only "account".
+    token = live_realm.mint(
+        claims={"preferred_username": "alice"}, remove=["client_id", "clientId"]
+    )
 
     assert main(["inspect", token]) == 0
 
