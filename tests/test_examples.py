@@ -99,6 +99,26 @@ def test_quickstart() -> None:
     assert "billing-service refuses it: 401 audience mismatch" in result.stdout
 
 
+def without_keycloak_variables() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("KEYCLOAK_")}
+
+
+def test_environment_example_configures_everything_from_keycloak_variables() -> None:
+    environment = without_keycloak_variables()
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "environment.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "KEYCLOAK_REALM=shop" in result.stdout
+    assert "validated: client=shop-api issuer=http://127.0.0.1:" in result.stdout
+    assert "SECRET" not in result.stdout
+
+
 @pytest.mark.parametrize("page", PAGES_WITH_SNIPPETS, ids=lambda page: page.name)
 def test_the_snippets_of_a_page_run(page: Path) -> None:
     secret = "a-made-up-secret"
@@ -128,7 +148,7 @@ def test_the_snippets_of_a_page_run(page: Path) -> None:
             text=True,
             timeout=120,
             cwd=ROOT,
-            env={**os.environ, **environment},
+            env={**without_keycloak_variables(), **environment},
             check=False,
         )
     assert result.returncode == 0, result.stderr

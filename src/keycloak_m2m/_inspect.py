@@ -231,17 +231,22 @@ def issuer_mismatch(expected: str, found: object) -> str:
     return text
 
 
-def audience_mismatch(expected: list[str], aud: object) -> str:
-    """The accepted and the found audiences of a refused token; for Keycloak's default, the fix."""
-    audiences = _audiences(aud)
-    text = f"expected {' or '.join(map(repr, expected))}, found {audiences!r}"
-    if audiences != [_KEYCLOAK_DEFAULT_AUDIENCE]:
+def audience_mismatch(expected: list[str], aud: object, azp: object) -> str:
+    """The accepted and the found audiences of a refused token, and the usual fix."""
+    text = f"expected {' or '.join(map(repr, expected))}, found {_audiences(aud)!r}"
+    if azp in expected:
+        return (
+            f"{text}; it was issued to {azp!r} (azp): --azp-as-audience accepts a token "
+            "issued to the API's own client"
+        )
+    if _audiences(aud) != [_KEYCLOAK_DEFAULT_AUDIENCE]:
         return text
+    caller = azp if isinstance(azp, str) else "the caller"
     return (
-        f"{text}; Keycloak puts only 'account' in aud unless told otherwise: give the client an "
-        f"Audience mapper for {expected[0]!r} (Clients > the caller > Client scopes > dedicated "
-        "scope > Add mapper > Audience), or accept the client id in azp with --azp-as-audience "
-        "(upcoming)"
+        f"{text}; Keycloak puts only 'account' in aud unless told otherwise: give the calling "
+        f"client an Audience mapper for {expected[0]!r} (Clients > {caller} > Client scopes > "
+        "dedicated scope > Add mapper > Audience); --azp-as-audience fits only a token issued "
+        "to the API's own client"
     )
 
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from urllib.parse import urlsplit
 
-from ._client import ClientCredentials, TokenRequestError, realm_url_mistake
+from ._client import ClientCredentials, TokenRequestError
 from ._errors import AuthError, InvalidAudience, InvalidIssuer, KeysUnavailable, MalformedToken
 from ._inspect import audience_mismatch, describe_principal, explain, issuer_mismatch, render
 from ._validator import TokenValidator
@@ -129,6 +130,11 @@ def _add_verify(commands: Subparsers) -> None:
         metavar="API",
         help="an accepted audience (repeat for several)",
     )
+    parser.add_argument(
+        "--azp-as-audience",
+        action="store_true",
+        help="accept a token issued to an --audience (azp) even if aud does not name it",
+    )
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--jwks-url", help="where the keys are (default: from the issuer)")
     keys.add_argument("--keycloak-url", help="Keycloak's internal base URL, for the keys")
@@ -136,13 +142,20 @@ def _add_verify(commands: Subparsers) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    if args.keycloak_url is not None:
-        mistake = realm_url_mistake("--keycloak-url", args.keycloak_url)
-        if mistake is not None:
-            raise _Failure(f"{mistake}; the realm comes from --issuer", _USAGE_ERROR)
+    if args.keycloak_url is not None and "/realms/" in urlsplit(args.keycloak_url).path + "/":
+        # The realm path comes from the issuer: it would appear twice, and Keycloak answer 404.
+        raise _Failure(
+            "--keycloak-url must be Keycloak's base URL without /realms/...: "
+            "the realm comes from --issuer",
+            _USAGE_ERROR,
+        )
     try:
         validator = TokenValidator(
-            args.issuer, args.audience, jwks_url=args.jwks_url, keycloak_url=args.keycloak_url
+            args.issuer,
+            args.audience,
+            jwks_url=args.jwks_url,
+            keycloak_url=args.keycloak_url,
+            azp_as_audience=args.azp_as_audience,
         )
     except ValueError as error:
         raise _Failure(str(error), _USAGE_ERROR) from None
@@ -169,8 +182,8 @@ def _mismatch(error: AuthError, token: str, args: argparse.Namespace) -> str:
         found = explain(token, now=time.time()).claims.get("iss")
         return ": " + issuer_mismatch(args.issuer, found)
     if isinstance(error, InvalidAudience):
-        found = explain(token, now=time.time()).claims.get("aud")
-        return ": " + audience_mismatch(args.audience, found)
+        claims = explain(token, now=time.time()).claims
+        return ": " + audience_mismatch(args.audience, claims.get("aud"), claims.get("azp"))
     return ""
 
 
@@ -183,8 +196,9 @@ def _add_token(commands: Subparsers) -> None:
         parents=[_verbosity()],
         help="print a fresh access token of the client configured in the environment",
         description="Print a fresh access token (client-credentials grant) for use in scripts. "
-        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET and "
-        "optionally KEYCLOAK_SCOPES.",
+        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET (or "
+        "KEYCLOAK_CLIENT_SECRET_FILE) and optionally KEYCLOAK_AUTH_PATH, KEYCLOAK_SCOPES and "
+        "KEYCLOAK_CA_BUNDLE.",
     )
     parser.add_argument(
         "--retries",

@@ -223,9 +223,23 @@ def test_verify_explains_a_token_meant_only_for_account(
 
     line = one_error_line(capsys)
     assert "expected 'notification-service', found ['account']" in line
-    assert "Audience mapper for 'notification-service'" in line
-    assert "--azp-as-audience" in line
+    assert "an Audience mapper for 'notification-service' (Clients > shop-api > " in line
+    assert "--azp-as-audience fits only a token issued to the API's own client" in line
     assert_token_not_shown(token, line)
+
+
+def test_verify_points_at_azp_as_audience_for_the_apis_own_token(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live_realm.add_client(AUDIENCE, SECRET)  # the API's own client, with a service account
+    token = live_realm.mint(AUDIENCE)  # aud: "account" only
+    argv = ["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE]
+
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+    assert "it was issued to 'notification-service' (azp): --azp-as-audience accepts" in line
+
+    assert main([*argv, "--azp-as-audience"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -261,10 +275,10 @@ def test_verify_with_a_realm_url_as_keycloak_url(
 
     assert main([*argv, "--keycloak-url", live_realm.issuer]) == 2
     assert one_error_line(capsys) == (
-        "keycloak-m2m: error: --keycloak-url is a realm URL (its path has /realms/shop): "
-        "--keycloak-url is Keycloak's base URL, the part before /realms/; "
+        "keycloak-m2m: error: --keycloak-url must be Keycloak's base URL without /realms/...: "
         "the realm comes from --issuer"
     )
+    assert live_realm.request_count("certs") == 0
 
 
 def test_verify_with_unreachable_keys(
@@ -322,9 +336,8 @@ def test_token_with_a_realm_url_as_keycloak_url(
 
     assert main(["token"]) == 2
     assert one_error_line(capsys) == (
-        "keycloak-m2m: error: KEYCLOAK_URL is a realm URL (its path has /realms/shop): "
-        "KEYCLOAK_URL is Keycloak's base URL, the part before /realms/, "
-        "and KEYCLOAK_REALM names the realm"
+        "keycloak-m2m: error: KEYCLOAK_URL must be Keycloak's base URL without /realms/...: "
+        "name the realm in KEYCLOAK_REALM"
     )
     assert live_realm.request_count("token") == 0
 
