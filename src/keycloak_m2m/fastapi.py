@@ -120,7 +120,16 @@ class TokenAuth(SecurityBase):
         self.__signature__ = _dependency_signature(self._client_credentials, ())
 
     def install(self, app: FastAPI) -> None:
-        """Answer refusals with the RFC 6750 JSON body instead of FastAPI's ``detail``."""
+        """Answer refusals with the RFC 6750 JSON body instead of FastAPI's ``detail``.
+
+        Call it before the app starts: the handler is part of the middleware stack that Starlette
+        builds once, at startup or on the first request, and a late one would silently do nothing.
+        """
+        if app.middleware_stack is not None:
+            raise RuntimeError(
+                "TokenAuth.install(app) must be called before the app starts serving: "
+                "its exception handlers are fixed once it has started"
+            )
         app.add_exception_handler(_Refused, _answer_refusal)
 
     async def __call__(
