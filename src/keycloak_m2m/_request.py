@@ -11,13 +11,15 @@ hold. Neither httpx nor any framework is imported here, so the step runs with pl
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol, cast
 from urllib.parse import parse_qsl
 
-from ._errors import AuthError, InvalidRequest, MissingToken
+from ._errors import AuthError, InsufficientScope, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
+from ._telemetry import audit_acceptance, audit_log, audit_refusal
 
 __all__ = [
     "MAX_FORM_BODY",
@@ -163,7 +165,11 @@ class Requirement:
 
     def check(self, principal: Principal, extra_scopes: Sequence[str] = ()) -> None:
         """Raise InsufficientScope naming whatever the caller lacks."""
-        principal.require(self.roles, self.client_roles, (*self.scopes, *extra_scopes))
+        try:
+            principal.require(self.roles, self.client_roles, (*self.scopes, *extra_scopes))
+        except InsufficientScope as refusal:
+            refusal.client_id = principal.client_id  # the audit log names who was refused
+            raise
 
 
 ANY_CALLER: Final = Requirement()
@@ -176,6 +182,7 @@ class Gate:
     that and hands it to ``resume``, until the outcome is a Principal (None: an anonymous
     caller on an optional route) or an AuthError was raised. Plain calls rather than a
     generator: a cached token is decided in one call, and this runs on every request.
+    Every decision goes to the audit log: an admission here, a refusal in ``answer``.
     """
 
     __slots__ = ("realm", "validator")
@@ -196,7 +203,7 @@ class Gate:
             _refuse_access_token(request.query)
         if request.content_type is not None and _is_form(request.content_type):
             return _READ_FORM
-        return self._token_step(authorization, requirement, extra_scopes)
+        return self._token_step(request, authorization, requirement, extra_scopes)
 
     def resume(
         self,
@@ -212,17 +219,26 @@ class Gate:
             if len(body) > need.limit:
                 raise InvalidRequest("form body too large to check for an access_token")
             _refuse_access_token(body)
-            return self._token_step(_single(request.authorization), requirement, extra_scopes)
+            authorization = _single(request.authorization)
+            return self._token_step(request, authorization, requirement, extra_scopes)
         principal = cast(Principal, answer)
         requirement.check(principal, extra_scopes)
+        if audit_log.isEnabledFor(logging.DEBUG):
+            audit_acceptance(principal, request, self.validator.issuer)
         return principal
 
     def _token_step(
-        self, authorization: str | None, requirement: Requirement, extra_scopes: Sequence[str]
+        self,
+        request: Presented,
+        authorization: str | None,
+        requirement: Requirement,
+        extra_scopes: Sequence[str],
     ) -> Outcome:
         token = _bearer_token(authorization)
         if token is None:
             if requirement.optional:
+                if audit_log.isEnabledFor(logging.DEBUG):
+                    audit_acceptance(None, request, self.validator.issuer)
                 return None
             raise MissingToken()
         principal = self.validator.cached(token)
@@ -230,6 +246,8 @@ class Gate:
             return CheckToken(token)
         if requirement.grants or extra_scopes:
             requirement.check(principal, extra_scopes)
+        if audit_log.isEnabledFor(logging.DEBUG):
+            audit_acceptance(principal, request, self.validator.issuer)
         return principal
 
     def run(
@@ -279,8 +297,9 @@ class Gate:
             outcome = self.resume(request, requirement, outcome, answer, extra_scopes)
         return outcome
 
-    def answer(self, error: AuthError) -> ErrorAnswer:
-        """The HTTP answer to a refusal of this gate."""
+    def answer(self, error: AuthError, request: Presented) -> ErrorAnswer:
+        """The HTTP answer to a refusal of ``request``, which goes to the audit log."""
+        audit_refusal(error, request, self.validator.issuer)
         return error_answer(error, self.realm)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import _telemetry
 from ._claims import PROFILES, ClaimPolicy, Profile, check_claims
 from ._errors import InvalidSignature
 from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
@@ -139,6 +140,7 @@ class TokenValidator:
         self._async_locks = LoopLocks()
         if self._jwks_url.startswith("https:"):
             tls_context()  # load CA certificates now, not inside the event loop on first use
+        self._telemetry = _telemetry.ValidatorTelemetry(self)
 
     # --- configuration, read-only -------------------------------------------------------------
 
@@ -183,16 +185,18 @@ class TokenValidator:
         if principal is not None:
             return principal
         flow = self._flow(token)
-        try:
-            seen_attempts = next(flow)
-            while True:
-                with self._lock:
-                    if self._keys.attempts == seen_attempts:
-                        self._record(fetch(self._jwks_url, self._fetch_policy))
-                seen_attempts = flow.send(None)
-        except StopIteration as finished:
-            verified: Principal = finished.value
-            return verified
+        with self._telemetry.validation() as probe:
+            try:
+                seen_attempts = next(flow)
+                probe.waiting_for_keys()
+                while True:
+                    with self._lock:
+                        if self._keys.attempts == seen_attempts:
+                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                                self._record(fetch(self._jwks_url, self._fetch_policy), fetching)
+                    seen_attempts = flow.send(None)
+            except StopIteration as finished:
+                return probe.accepted(finished.value)
 
     async def validate_async(self, token: str) -> Principal:
         """Validate a token; return who called or raise an AuthError. Never blocks the loop."""
@@ -200,22 +204,32 @@ class TokenValidator:
         if principal is not None:
             return principal
         flow = self._flow(token)
-        try:
-            seen_attempts = next(flow)
-            while True:
-                async with self._async_locks.current():
-                    if self._keys.attempts == seen_attempts:
-                        self._record(await fetch_async(self._jwks_url, self._fetch_policy))
-                seen_attempts = flow.send(None)
-        except StopIteration as finished:
-            verified: Principal = finished.value
-            return verified
+        with self._telemetry.validation() as probe:
+            try:
+                seen_attempts = next(flow)
+                probe.waiting_for_keys()
+                while True:
+                    async with self._async_locks.current():
+                        if self._keys.attempts == seen_attempts:
+                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                                outcome = await fetch_async(self._jwks_url, self._fetch_policy)
+                                self._record(outcome, fetching)
+                    seen_attempts = flow.send(None)
+            except StopIteration as finished:
+                return probe.accepted(finished.value)
 
-    def _record(self, outcome: bytes | FetchFailure) -> None:
+    def _record(self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe) -> None:
+        adopted = False
         if isinstance(outcome, FetchFailure):
             self._keys.record_failure(self._clock(), outcome.reason)
         else:
-            self._keys.record_document(outcome, self._clock())
+            adopted = self._keys.record_document(outcome, self._clock())
+        fetching.done(outcome, adopted, len(self._keys.keys))
+
+    def key_set_age(self) -> float | None:
+        """Seconds since the key set in use was fetched; None before the first fetch."""
+        fetched_at = self._keys.fresh_until - self._keys.policy.ttl
+        return None if fetched_at == float("-inf") else self._clock() - fetched_at
 
     # --- the flow -----------------------------------------------------------------------------
 
