@@ -528,9 +528,9 @@ class RecordedSpan(NamedTuple):
     """A finished span as the demo draws it."""
 
     name: str
+    trace_id: int
     start_ns: int
     end_ns: int
-    depth: int
 
 
 def timeline_available() -> bool:
@@ -546,26 +546,24 @@ def timeline_available() -> bool:
 def recording() -> Iterator[list[RecordedSpan]]:
     """Record the spans finished inside the block (the list is filled when the block ends).
 
-    Sets an SDK tracer provider when none is configured yet, else adds a processor to it;
-    the processor stops recording when the block ends.
+    Sets an SDK tracer provider when none is configured yet, else adds a processor to the one
+    configured; the processor stops recording when the block ends.
     """
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
     finished: list[ReadableSpan] = []
 
-    class _Collect(SpanProcessor):
+    class Collect(SpanProcessor):
         active = True
 
         def on_end(self, span: ReadableSpan) -> None:
             if self.active:
                 finished.append(span)
 
-    collect = _Collect()
+    collect = Collect()
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
     provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-        provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.add_span_processor(collect)
     spans: list[RecordedSpan] = []
@@ -577,22 +575,16 @@ def recording() -> Iterator[list[RecordedSpan]]:
 
 
 def _flattened(finished: Sequence[Any]) -> Iterable[RecordedSpan]:
-    parents = {span.context.span_id: span.parent for span in finished}
-
-    def depth(parent: Any) -> int:
-        level = 0
-        while parent is not None and parent.span_id in parents:
-            level += 1
-            parent = parents[parent.span_id]
-        return level
-
     for span in sorted(finished, key=lambda span: span.start_time or 0):
-        yield RecordedSpan(span.name, span.start_time or 0, span.end_time or 0, depth(span.parent))
+        yield RecordedSpan(
+            span.name, span.context.trace_id, span.start_time or 0, span.end_time or 0
+        )
 
 
 @contextmanager
 def traced(name: str, carrier: dict[str, str] | None = None) -> Iterator[None]:
-    """A span around the block, continuing the W3C trace context in ``carrier`` if given."""
+    """A span around the block, continuing the W3C trace context in ``carrier`` if given (the
+    demo's caller and service, which no instrumentation library traces here)."""
     if not _on():
         yield
         return
