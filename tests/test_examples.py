@@ -43,7 +43,7 @@ def test_prometheus_example_serves_the_metrics_of_its_calls() -> None:
     outcome = 'keycloak_m2m_outcome="{}"'
     assert (
         series['keycloak_m2m_validations_total{error_type="",' + outcome.format("accepted") + "}"]
-        == 3
+        == 1  # the first call ran the checks; the two after it were cache hits
     )
     assert (
         series[
