@@ -81,3 +81,13 @@ except ImportError as error:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert f'pip install "keycloak-m2m[{adapter}]"' in result.stdout
+
+
+def test_only_the_telemetry_module_imports_opentelemetry() -> None:
+    modules = [path.stem for path in PACKAGE.glob("*.py")]
+    users = {
+        module
+        for module in modules
+        if any(name.startswith("opentelemetry") for name in imports_of(module))
+    }
+    assert users == {"_telemetry"}
