@@ -343,17 +343,24 @@ def _measure_validation(seconds: float, attributes: dict[str, Any]) -> None:
 class _KeyFetch:
     """One key-set fetch: a ``keycloak_m2m.fetch_keys`` span and its metrics."""
 
-    __slots__ = ("_span", "_url")
+    __slots__ = ("_ended", "_span", "_url")
 
     def __init__(self, url: str) -> None:
         self._url = url
+        self._ended = False
 
     def __enter__(self) -> _KeyFetch:
         self._span = _Span("keycloak_m2m.fetch_keys", {URL: self._url})
         return self
 
-    def __exit__(self, *_: object) -> None:
-        return None
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        if not self._ended:  # interrupted (a cancelled task) before the fetch was recorded
+            self._end({OUTCOME: "failed", ERROR_TYPE: _error_type(error) if error else "unknown"})
 
     def done(self, outcome: object, adopted: bool, key_count: int) -> None:
         """``outcome``: the fetched body or the FetchFailure; ``adopted``: the key set is used."""
@@ -366,7 +373,11 @@ class _KeyFetch:
             attributes[KEY_COUNT] = key_count
         else:
             attributes[ERROR_TYPE] = reason or "unusable key set"
-        seconds = self._span.end(attributes, not adopted)
+        self._end(attributes)
+
+    def _end(self, attributes: dict[str, Any]) -> None:
+        self._ended = True
+        seconds = self._span.end(attributes, attributes[OUTCOME] != "fetched")
         labels = {OUTCOME: attributes[OUTCOME]}
         _instruments.key_fetches.add(1, labels)
         _instruments.key_fetch_duration.record(seconds, labels)

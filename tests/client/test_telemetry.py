@@ -119,6 +119,10 @@ def test_a_token_exchange(
         "keycloak_m2m.retries": 0,
         "http.response.status_code": 200,
     }
+    exchanged = frozenset(
+        {("keycloak_m2m.outcome", "issued"), ("keycloak_m2m.grant_type", EXCHANGE)}
+    )
+    assert telemetry.metrics()["keycloak_m2m.token_requests"][exchanged] == 1
 
 
 @pytest.mark.parametrize("driver", ["sync", "async"])

@@ -6,12 +6,14 @@ reader show what was recorded.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from keycloak_m2m import ClientCredentials, KeysUnavailable, TokenValidator
@@ -187,3 +189,23 @@ def test_a_direct_validate_call_is_traced_and_never_records_the_token(
     for span in spans:
         for value in attributes(span).values():
             assert str(value) not in secrets
+
+
+async def test_a_cancelled_validation_ends_its_spans(
+    telemetry: Telemetry, realm: LocalRealm, make_validator: Callable[..., TokenValidator]
+) -> None:
+    realm.slow_keys(30)
+    validator = make_validator()
+    task = asyncio.create_task(validator.validate_async(realm.mint(CLIENT)))
+    while realm.request_count("certs") == 0:  # the fetch is under way
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    (validation,) = telemetry.spans("keycloak_m2m.validate")
+    (fetch,) = telemetry.spans("keycloak_m2m.fetch_keys")
+    assert attributes(validation)["error.type"] == "CancelledError"
+    assert attributes(fetch)["keycloak_m2m.outcome"] == "failed"
+    assert attributes(fetch)["error.type"] == "CancelledError"
+    assert not trace.get_current_span().is_recording()  # both spans left the context
