@@ -12,10 +12,20 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(str(files("keycloak_m2m")))
-SANS_IO = ("_request", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal")
+SANS_IO = (
+    "_request",
+    "_audit",
+    "_asgi_scope",
+    "_jose",
+    "_claims",
+    "_keyset",
+    "_errors",
+    "_principal",
+)
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {
     "httpx", "anyio", "fastapi", "starlette", "flask", "werkzeug", "litestar", "quart", "requests",
+    "opentelemetry",
 }  # fmt: skip
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol, cast
 from urllib.parse import parse_qsl
 
+from ._audit import audit_acceptance, audit_log, audit_refusal
 from ._errors import AuthError, InsufficientScope, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
-from ._telemetry import audit_acceptance, audit_log, audit_refusal
 
 __all__ = [
     "MAX_FORM_BODY",

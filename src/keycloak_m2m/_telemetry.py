@@ -1,4 +1,4 @@
-"""Observability: OpenTelemetry spans and metrics, and the audit log of every decision.
+"""Observability: OpenTelemetry spans and metrics (the audit log is ``_audit``).
 
 All OpenTelemetry use of the package is here, on the ``opentelemetry-api`` alone (the ``[otel]``
 extra). Until an SDK is configured nothing is measured: the probes handed out are shared no-op
@@ -6,15 +6,10 @@ objects, and the verified-token cache's lookup is the validator's own method, un
 SDK is configured (the API's global providers are set once and never unset), every validator
 switches its lookup to one that counts hits in a plain int, reported by an observable counter,
 and records a span per hit.
-
-The audit log (logger ``keycloak_m2m.audit``) needs no extra: one record per refusal at INFO,
-per acceptance at DEBUG, with structured ``extra`` fields and never a token, secret or claim
-value other than the client id and issuer.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import weakref
@@ -22,8 +17,6 @@ from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
-
-from ._errors import AuthError
 
 try:
     from opentelemetry import context as otel_context
@@ -37,19 +30,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from ._principal import Principal
 
-__all__ = [
-    "API_INSTALLED",
-    "ValidatorTelemetry",
-    "audit_acceptance",
-    "audit_refusal",
-    "inject_trace_context",
-    "token_request",
-]
+__all__ = ["API_INSTALLED", "ValidatorTelemetry", "inject_trace_context", "token_request"]
 
 SCOPE: Final = "keycloak_m2m"
 ACCEPTED: Final = "accepted"
 REFUSED: Final = "refused"
-ANONYMOUS: Final = "anonymous"
 # Attribute names: OpenTelemetry's where one exists (error.type, url.full, the HTTP status),
 # else under the package's namespace.
 OUTCOME: Final = "keycloak_m2m.outcome"
@@ -63,64 +48,6 @@ GRANT_TYPE: Final = "keycloak_m2m.grant_type"
 RETRIES: Final = "keycloak_m2m.retries"
 URL: Final = "url.full"
 STATUS: Final = "http.response.status_code"
-
-audit_log: Final = logging.getLogger("keycloak_m2m.audit")
-
-
-# --- the audit log --------------------------------------------------------------------------------
-
-
-class AuditedRequest(Protocol):
-    """What the audit record takes from a request: its method and path, never its headers."""
-
-    @property
-    def method(self) -> str: ...
-
-    @property
-    def path(self) -> str: ...
-
-
-def audit_refusal(error: AuthError, request: AuditedRequest, issuer: str) -> None:
-    """One INFO record per refused request."""
-    if audit_log.isEnabledFor(logging.INFO):
-        audit_log.info(
-            "refused %s %s: %s",
-            request.method,
-            request.path,
-            error.description,
-            extra={
-                "outcome": REFUSED,
-                "reason": type(error).__name__,
-                "client_id": error.client_id,
-                "issuer": issuer,
-                "method": request.method,
-                "path": request.path,
-                "status": error.status_code,
-            },
-        )
-
-
-def audit_acceptance(principal: Principal | None, request: AuditedRequest, issuer: str) -> None:
-    """One DEBUG record per admitted request (an anonymous one on an optional route too).
-
-    The caller checks ``audit_log.isEnabledFor(logging.DEBUG)`` first: this runs per request.
-    """
-    audit_log.debug(
-        "admitted %s %s for %s",
-        request.method,
-        request.path,
-        "anonymous" if principal is None else principal.client_id,
-        extra={
-            "outcome": ANONYMOUS if principal is None else ACCEPTED,
-            "reason": None,
-            "client_id": None if principal is None else principal.client_id,
-            "issuer": issuer,
-            "method": request.method,
-            "path": request.path,
-            "status": None,
-        },
-    )
-
 
 # --- whether an SDK is configured -----------------------------------------------------------------
 
