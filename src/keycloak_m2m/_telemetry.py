@@ -186,12 +186,19 @@ def _error_type(error: BaseException) -> str:
 
 
 class WatchedValidator(Protocol):
-    """What the telemetry reads of a TokenValidator."""
+    """What the telemetry reads of a TokenValidator, and the methods it wraps."""
 
     @property
     def issuer(self) -> str: ...
 
+    @property
+    def key_fetches(self) -> int: ...
+
     def cached(self, token: str) -> Principal | None: ...
+
+    def validate(self, token: str) -> Principal: ...
+
+    async def validate_async(self, token: str) -> Principal: ...
 
     def key_set_age(self) -> float | None: ...
 
@@ -204,14 +211,8 @@ class _Off:
     def __enter__(self) -> _Off:
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
         return None
-
-    def waiting_for_keys(self) -> None:
-        return None
-
-    def accepted(self, principal: Principal) -> Principal:
-        return principal
 
     def done(self, outcome: object, adopted: bool, key_count: int) -> None:
         return None
@@ -221,22 +222,24 @@ _OFF: Final = _Off()
 
 
 class _Validation:
-    """One validation that ran its checks: a ``keycloak_m2m.validate`` span and its metrics."""
+    """One validation that ran its checks: a ``keycloak_m2m.validate`` span and its metrics.
 
-    __slots__ = ("_principal", "_span", "_waited", "_watched")
+    It waited for keys when a key-set fetch was made (by it, or by another validation it
+    waited for) while it ran.
+    """
 
-    def __init__(self, watched: ValidatorTelemetry) -> None:
+    __slots__ = ("_fetches", "_principal", "_span", "_validator", "_watched")
+
+    def __init__(self, watched: ValidatorTelemetry, validator: WatchedValidator) -> None:
         self._watched = watched
-        self._waited = False
+        self._validator = validator
         self._principal: Principal | None = None
 
     def __enter__(self) -> _Validation:
         self._watched.misses += 1
+        self._fetches = self._validator.key_fetches
         self._span = _Span("keycloak_m2m.validate", {ISSUER: self._watched.issuer})
         return self
-
-    def waiting_for_keys(self) -> None:
-        self._waited = True
 
     def accepted(self, principal: Principal) -> Principal:
         self._principal = principal
@@ -249,7 +252,8 @@ class _Validation:
         _traceback: TracebackType | None,
     ) -> None:
         principal = self._principal
-        attributes: dict[str, Any] = {CACHE_HIT: False, WAITED_FOR_KEYS: self._waited}
+        waited = self._validator.key_fetches != self._fetches
+        attributes: dict[str, Any] = {CACHE_HIT: False, WAITED_FOR_KEYS: waited}
         if error is None and principal is not None:
             attributes[OUTCOME] = ACCEPTED
             attributes[CLIENT_ID] = principal.client_id
@@ -329,10 +333,8 @@ class ValidatorTelemetry:
                 on = _state.on
             if on:
                 self.switch_on()
-
-    def validation(self) -> _Validation | _Off:
-        """The probe of a validation that missed the cache."""
-        return _Validation(self) if _on() else _OFF
+            else:
+                _on()  # an SDK configured since the last check switches every validator on
 
     def key_fetch(self, url: str) -> _KeyFetch | _Off:
         return _KeyFetch(url) if _on() else _OFF
@@ -342,23 +344,46 @@ class ValidatorTelemetry:
         return None if validator is None else validator.key_set_age()
 
     def switch_on(self) -> None:
-        """Put a counting lookup in front of the validator's own ``cached``."""
+        """Put instrumented twins of ``cached``, ``validate`` and ``validate_async`` in front of
+        the validator's own, which stay untouched (and uninstrumented) until then."""
         validator = self._validator()
         if validator is None:
             return
-        lookup = validator.cached  # the class's method: this runs once per validator
+        # The class's methods: this runs once per validator.
+        lookup, validate, validate_async = (
+            validator.cached,
+            validator.validate,
+            validator.validate_async,
+        )
         issuer = self.issuer
 
         def cached(token: str) -> Principal | None:
             started = time.time_ns()
             principal = lookup(token)
             if principal is not None:
-                self.hits += 1
+                self.hits += 1  # not atomic across threads: a rare lost count, never a wrong one
                 _cache_hit(principal, issuer, started)
             return principal
 
-        # An instance attribute: the adapters' and drivers' ``validator.cached`` finds it first.
+        def traced(token: str) -> Principal:
+            principal = cached(token)
+            if principal is not None:
+                return principal
+            with _Validation(self, validator) as probe:
+                return probe.accepted(validate(token))
+
+        async def traced_async(token: str) -> Principal:
+            principal = cached(token)
+            if principal is not None:
+                return principal
+            with _Validation(self, validator) as probe:
+                return probe.accepted(await validate_async(token))
+
+        # Instance attributes: the adapters' and drivers' ``validator.cached`` (and the rest)
+        # find them first. The drivers' own lookup then misses again, at no cost worth counting.
         validator.cached = cached  # type: ignore[method-assign]
+        validator.validate = traced  # type: ignore[method-assign]
+        validator.validate_async = traced_async  # type: ignore[method-assign]
 
 
 def _cache_hit(principal: Principal, issuer: str, started: int) -> None:

@@ -185,18 +185,17 @@ class TokenValidator:
         if principal is not None:
             return principal
         flow = self._flow(token)
-        with self._telemetry.validation() as probe:
-            try:
-                seen_attempts = next(flow)
-                probe.waiting_for_keys()
-                while True:
-                    with self._lock:
-                        if self._keys.attempts == seen_attempts:
-                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                                self._record(fetch(self._jwks_url, self._fetch_policy), fetching)
-                    seen_attempts = flow.send(None)
-            except StopIteration as finished:
-                return probe.accepted(finished.value)
+        try:
+            seen_attempts = next(flow)
+            while True:
+                with self._lock:
+                    if self._keys.attempts == seen_attempts:
+                        with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                            self._record(fetch(self._jwks_url, self._fetch_policy), fetching)
+                seen_attempts = flow.send(None)
+        except StopIteration as finished:
+            verified: Principal = finished.value
+            return verified
 
     async def validate_async(self, token: str) -> Principal:
         """Validate a token; return who called or raise an AuthError. Never blocks the loop."""
@@ -204,19 +203,18 @@ class TokenValidator:
         if principal is not None:
             return principal
         flow = self._flow(token)
-        with self._telemetry.validation() as probe:
-            try:
-                seen_attempts = next(flow)
-                probe.waiting_for_keys()
-                while True:
-                    async with self._async_locks.current():
-                        if self._keys.attempts == seen_attempts:
-                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                                outcome = await fetch_async(self._jwks_url, self._fetch_policy)
-                                self._record(outcome, fetching)
-                    seen_attempts = flow.send(None)
-            except StopIteration as finished:
-                return probe.accepted(finished.value)
+        try:
+            seen_attempts = next(flow)
+            while True:
+                async with self._async_locks.current():
+                    if self._keys.attempts == seen_attempts:
+                        with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                            outcome = await fetch_async(self._jwks_url, self._fetch_policy)
+                            self._record(outcome, fetching)
+                seen_attempts = flow.send(None)
+        except StopIteration as finished:
+            verified: Principal = finished.value
+            return verified
 
     def _record(self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe) -> None:
         adopted = False
@@ -225,6 +223,11 @@ class TokenValidator:
         else:
             adopted = self._keys.record_document(outcome, self._clock())
         fetching.done(outcome, adopted, len(self._keys.keys))
+
+    @property
+    def key_fetches(self) -> int:
+        """How many key-set fetches were made (or waited for), for telemetry."""
+        return self._keys.attempts
 
     def key_set_age(self) -> float | None:
         """Seconds since the key set in use was fetched; None before the first fetch."""
