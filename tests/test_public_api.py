@@ -24,6 +24,7 @@ PUBLIC_CORE = [
     "KeysUnavailable",
     "MalformedToken",
     "MissingToken",
+    "MultiIssuerValidator",
     "NotServiceAccount",
     "Principal",
     "TokenNotYetValid",

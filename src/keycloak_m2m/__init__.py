@@ -20,6 +20,7 @@ from ._errors import (
     TokenNotYetValid,
     UnknownKey,
 )
+from ._multi import MultiIssuerValidator
 from ._principal import Principal
 from ._validator import DiscoveryError, TokenValidator
 
@@ -40,6 +41,7 @@ __all__ = [
     "KeysUnavailable",
     "MalformedToken",
     "MissingToken",
+    "MultiIssuerValidator",
     "NotServiceAccount",
     "Principal",
     "TokenNotYetValid",

@@ -69,7 +69,8 @@ def audit_acceptance(principal: Principal | None, request: AuditedRequest, issue
             "outcome": ANONYMOUS if principal is None else ACCEPTED,
             "reason": None,
             "client_id": None if principal is None else principal.client_id,
-            "issuer": issuer,
+            # The realm that vouched for the caller (one of several behind a MultiIssuerValidator).
+            "issuer": issuer if principal is None else principal.issuer,
             "method": request.method,
             "path": request.path,
             "status": None,
