@@ -6,7 +6,12 @@ requests, all carrying one valid service-account token from a local Keycloak-com
 Rounds are interleaved across the servers so machine noise hits them alike; each server's result
 is its median over the rounds, and its ratio to the same framework without authentication.
 
-    python benchmarks/middleware.py [--rounds N] [--requests N] [--quick]
+    python benchmarks/middleware.py [--rounds N] [--requests N] [--quick] [--uninstrumented REV]
+
+The package's servers run with the OpenTelemetry API installed and no SDK configured; one more
+runs the middleware with the SDK and in-memory exporters. With ``--uninstrumented REV`` the
+package as of git revision REV (one without telemetry) serves one more, and the idle
+instrumentation's cost is printed against it.
 
 A measurement, not a test: it always exits 0 once the numbers are printed.
 """
@@ -20,7 +25,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -51,7 +58,12 @@ DISTRIBUTIONS = (
     "fastapi-keycloak-middleware",
     "python-keycloak",
     "PyJWT",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
 )
+# The idle instrumentation (API installed, no SDK) against the package without it.
+OVERHEAD_TARGET = 0.02
+UNINSTRUMENTED = "fastapi-middleware-uninstrumented"
 # wrk runs for a duration, not a request count: this script times the first ``BENCH_REQUESTS``
 # answers itself (monotonic clock through LuaJIT's FFI), prints them on a FIXED line, and stops;
 # the driver then ends wrk. It runs with one wrk thread, so one Lua state counts everything.
@@ -104,6 +116,8 @@ SERVERS = {
     "fastapi-none": Server("fastapi", "no authentication"),
     "fastapi-middleware": Server("fastapi", "keycloak_m2m TokenAuthMiddleware", True),
     "fastapi-middleware-nocache": Server("fastapi", "keycloak_m2m middleware, token cache off"),
+    "fastapi-middleware-sdk": Server("fastapi", "keycloak_m2m middleware, OpenTelemetry SDK"),
+    UNINSTRUMENTED: Server("fastapi", "keycloak_m2m middleware, uninstrumented"),
     "fastapi-dependency": Server("fastapi", "keycloak_m2m TokenAuth dependency"),
     "fastapi-keycloak-middleware": Server("fastapi", "fastapi-keycloak-middleware"),
     "fastapi-pyjwt": Server("fastapi", "PyJWT PyJWKClient dependency"),
@@ -186,7 +200,7 @@ def fastapi_app(variant: str, issuer: str) -> Any:
 
     app = FastAPI()
     dependencies = []
-    if variant in ("fastapi-middleware", "fastapi-middleware-nocache"):
+    if variant.startswith("fastapi-middleware"):
         from keycloak_m2m import TokenValidator
         from keycloak_m2m.asgi import TokenAuthMiddleware
 
@@ -259,6 +273,8 @@ def serve(variant: str, issuer: str) -> None:
     import uvicorn
 
     framework = SERVERS[variant].framework
+    if variant == "fastapi-middleware-sdk":
+        configure_sdk()
     app = (
         starlette_app(variant, issuer) if framework == "starlette" else fastapi_app(variant, issuer)
     )
@@ -267,6 +283,42 @@ def serve(variant: str, issuer: str) -> None:
     http, loop = uvicorn_choices()
     config = uvicorn.Config(app, log_level="warning", access_log=False, http=http, loop=loop)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def configure_sdk() -> None:
+    """The OpenTelemetry SDK with in-memory exporters, emptied every second."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+    def empty() -> None:
+        while True:
+            time.sleep(1)
+            exporter.clear()
+
+    threading.Thread(target=empty, daemon=True).start()
+
+
+def uninstrumented_source(revision: str, directory: Path) -> Path:
+    """The package's sources as of git ``revision``, for a server's PYTHONPATH."""
+    archive = directory / "package.tar"
+    subprocess.run(  # noqa: S603
+        ["git", "archive", "--output", str(archive), revision, "src/keycloak_m2m"],  # noqa: S607
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(directory, filter="data")
+    return directory / "src"
 
 
 def uvicorn_choices() -> tuple[Literal["httptools", "h11"], Literal["uvloop", "asyncio"]]:
@@ -280,10 +332,16 @@ def uvicorn_choices() -> tuple[Literal["httptools", "h11"], Literal["uvloop", "a
 
 
 @contextmanager
-def server_process(variant: str, issuer: str) -> Iterator[str]:
-    """Start ``serve(variant)`` in a child process; yield its base URL; terminate it after."""
+def server_process(variant: str, issuer: str, source: Path | None = None) -> Iterator[str]:
+    """Start ``serve(variant)`` in a child process; yield its base URL; terminate it after.
+
+    ``source``: a directory whose ``keycloak_m2m`` the child imports instead of the installed one.
+    """
     command = [sys.executable, __file__, "--serve", variant, "--issuer", issuer]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    environment = dict(os.environ)
+    if source is not None:
+        environment["PYTHONPATH"] = str(source)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment)  # noqa: S603
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())
@@ -356,20 +414,30 @@ def obtain_token(realm: LocalRealm, client_id: str, secret: str) -> str:
     return token
 
 
-def measure(settings: Settings) -> tuple[dict[str, list[float]], dict[str, str]]:
+def measure(
+    settings: Settings, revision: str | None
+) -> tuple[dict[str, list[float]], dict[str, str]]:
     with LocalRealm(REALM, token_lifetime=TOKEN_LIFETIME) as realm, ExitStack() as stack:
         secret = "bench-secret"
         realm.add_client(CLIENT_ID, secret, audience=[AUDIENCE])
         realm.add_client("intruder", secret, audience=[OTHER_AUDIENCE])
         token = obtain_token(realm, CLIENT_ID, secret)
         foreign_token = obtain_token(realm, "intruder", secret)
-        script = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "fixed.lua"
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        script = directory / "fixed.lua"
         script.write_text(WRK_SCRIPT)
-        urls = {v: stack.enter_context(server_process(v, realm.issuer)) for v in SERVERS}
+        source = None if revision is None else uninstrumented_source(revision, directory)
+        urls = {
+            v: stack.enter_context(
+                server_process(v, realm.issuer, source if v == UNINSTRUMENTED else None)
+            )
+            for v in SERVERS
+            if v != UNINSTRUMENTED or source is not None
+        }
         checks = {v: check_answers(v, url, token, foreign_token) for v, url in urls.items()}
         for url in urls.values():
             run_wrk(url, token, WARMUP_REQUESTS, script)
-        samples: dict[str, list[float]] = {variant: [] for variant in SERVERS}
+        samples: dict[str, list[float]] = {variant: [] for variant in urls}
         for _ in range(settings.rounds):
             for variant, url in urls.items():
                 samples[variant].append(run_wrk(url, token, settings.requests, script))
@@ -409,6 +477,8 @@ def print_table(samples: dict[str, list[float]], checks: dict[str, str]) -> None
     }
     print(f"{'server':<52} {'req/s':>8} {'vs none':>8} {'spread':>7}  {'answers':<8} target")
     for variant, server in SERVERS.items():
+        if variant not in samples:
+            continue
         rates = samples[variant]
         median = statistics.median(rates)
         ratio = median / baselines[server.framework]
@@ -423,6 +493,20 @@ def print_table(samples: dict[str, list[float]], checks: dict[str, str]) -> None
         )
 
 
+def print_overhead(samples: dict[str, list[float]]) -> None:
+    """The idle instrumentation's cost: each round's rate against the uninstrumented server."""
+    ratios = [
+        base / ours
+        for ours, base in zip(samples["fastapi-middleware"], samples[UNINSTRUMENTED], strict=True)
+    ]
+    overhead = statistics.median(ratios) - 1
+    mark = "PASS" if overhead <= OVERHEAD_TARGET else "MISS"
+    print(
+        f"\nmiddleware, API installed and no SDK vs uninstrumented: {overhead:+.1%} time per "
+        f"request  target <= {OVERHEAD_TARGET:.0%}  {mark}"
+    )
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="rounds per server (default 7)")
@@ -430,6 +514,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--requests", type=int, default=20000, help="requests per server and round (default 20000)"
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3000, a smoke run")
+    parser.add_argument(
+        "--uninstrumented", metavar="REV", help="also serve the package of this git revision"
+    )
     parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--issuer", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -445,8 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         settings = Settings(rounds=arguments.rounds, requests=arguments.requests)
     print_header(settings)
-    samples, checks = measure(settings)
+    samples, checks = measure(settings, arguments.uninstrumented)
     print_table(samples, checks)
+    if arguments.uninstrumented:
+        print_overhead(samples)
     return 0
 
 

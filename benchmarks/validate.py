@@ -5,7 +5,12 @@ validator can skip it, so every row is also given as a multiple of it. All conte
 process, on the same tokens from one local Keycloak-compatible realm, interleaved round by round
 so that machine noise hits them alike.
 
-    python benchmarks/validate.py [--rounds N] [--quick]
+    python benchmarks/validate.py [--rounds N] [--quick] [--uninstrumented REV]
+
+The package's rows run with the OpenTelemetry API installed and no SDK configured. With
+``--uninstrumented REV`` the package as of git revision REV (one without telemetry) runs in the
+same rounds, and the overhead of the idle instrumentation is printed against it. A second table
+then configures the SDK (in-memory span exporter and metric reader) and times the package again.
 
 A measurement, not a test: it always exits 0 once the numbers are printed.
 """
@@ -14,16 +19,22 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import itertools
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 from typing import Any, cast
 
 import httpx
@@ -48,7 +59,13 @@ CACHE_ON = "keycloak_m2m, cache on"
 INTROSPECTED = "keycloak_m2m, introspected"
 # The resource server's own client, which introspects (RFC 7662).
 SERVICE_SECRET = "notification-service-secret"
-DISTRIBUTIONS = ("keycloak-m2m", "cryptography", "PyJWT", "joserfc", "Authlib")
+UNINSTRUMENTED = "uninstrumented"
+DISTRIBUTIONS = (
+    "keycloak-m2m", "cryptography", "PyJWT", "joserfc", "Authlib", "opentelemetry-api",
+    "opentelemetry-sdk",
+)  # fmt: skip
+# The idle instrumentation (API installed, no SDK) against the package without it.
+OVERHEAD_TARGET = 0.02
 
 # Made once: building them on every call would put allocation cost into the floor.
 PKCS1V15 = padding.PKCS1v15()
@@ -113,41 +130,70 @@ def floor(fixture: Fixture) -> Contender:
     )
 
 
-def ours(fixture: Fixture) -> list[Contender]:
-    without_cache = TokenValidator(fixture.issuer, AUDIENCE, token_cache_size=0)
-    with_cache = TokenValidator(fixture.issuer, AUDIENCE)
-    # Answers kept for the token's life: the row measures the cached path, not the realm.
-    introspection = Introspection(AUDIENCE, SERVICE_SECRET, cache_ttl=3600)
-    introspecting = TokenValidator(fixture.issuer, AUDIENCE, introspection=introspection)
-    return [
+def ours(fixture: Fixture, package: ModuleType | None = None, label: str = "") -> list[Contender]:
+    """The package's rows; ``package``: another copy of it (the uninstrumented one)."""
+    validator = TokenValidator if package is None else package.TokenValidator
+    errors = (InvalidSignature, InvalidAudience)
+    if package is not None:
+        errors = (package.InvalidSignature, package.InvalidAudience)
+    without_cache = validator(fixture.issuer, AUDIENCE, token_cache_size=0)
+    with_cache = validator(fixture.issuer, AUDIENCE)
+    rows = [
         Contender(
-            CACHE_OFF,
+            CACHE_OFF + label,
             without_cache.validate,
             fixture.tokens,
-            InvalidSignature,
-            InvalidAudience,
-            target=1.8,
+            *errors,
+            target=None if label else 1.8,
         ),
         # One token over and over: a service reuses its token until it nearly expires.
         Contender(
-            CACHE_ON,
+            CACHE_ON + label,
             with_cache.validate,
             fixture.tokens[:1],
-            InvalidSignature,
-            InvalidAudience,
-            target=0.1,
-        ),
-        # The same, with every token checked active at the introspection endpoint: once, then
-        # from the verified-token cache until the answer is cache_ttl old.
-        Contender(
-            INTROSPECTED,
-            introspecting.validate,
-            fixture.tokens[:1],
-            InvalidSignature,
-            InvalidAudience,
-            target=0.1,
+            *errors,
+            target=None if label else 0.1,
         ),
     ]
+    if package is not None or label:
+        return rows  # the introspected row once, in the main table
+    # Answers kept for the token's life: the row measures the cached path, not the realm.
+    introspection = Introspection(AUDIENCE, SERVICE_SECRET, cache_ttl=3600)
+    introspecting = TokenValidator(fixture.issuer, AUDIENCE, introspection=introspection)
+    # The same, with every token checked active at the introspection endpoint: once, then
+    # from the verified-token cache until the answer is cache_ttl old.
+    introspected = Contender(
+        INTROSPECTED,
+        introspecting.validate,
+        fixture.tokens[:1],
+        InvalidSignature,
+        InvalidAudience,
+        target=0.1,
+    )
+    return [*rows, introspected]
+
+
+def uninstrumented_package(revision: str, directory: Path) -> ModuleType:
+    """The package as of git ``revision``, imported as ``keycloak_m2m_uninstrumented``."""
+    archive = directory / "package.tar"
+    subprocess.run(  # noqa: S603
+        ["git", "archive", "--output", str(archive), revision, "src/keycloak_m2m"],  # noqa: S607
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(directory, filter="data")
+    root = directory / "src" / "keycloak_m2m"
+    name = "keycloak_m2m_uninstrumented"
+    spec = importlib.util.spec_from_file_location(
+        name, root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def pyjwt_with_key(fixture: Fixture) -> Contender:
@@ -336,7 +382,11 @@ def calibrate(contender: Contender, round_seconds: float) -> list[Any]:
     return cycled(contender, max(len(contender.tokens), int(round_seconds * 1e9 / per_call)))
 
 
-def measure(contenders: Sequence[Contender], settings: Settings) -> dict[str, list[float]]:
+def measure(
+    contenders: Sequence[Contender],
+    settings: Settings,
+    between_batches: Callable[[], None] = lambda: None,
+) -> dict[str, list[float]]:
     """Microseconds per validation, one sample per round for each contender."""
     batches = {c.name: calibrate(c, settings.round_seconds) for c in contenders}
     samples: dict[str, list[float]] = {c.name: [] for c in contenders}
@@ -344,9 +394,27 @@ def measure(contenders: Sequence[Contender], settings: Settings) -> dict[str, li
         # Every contender once per round, so a noisy stretch of time hurts them all alike.
         for contender in contenders:
             inputs = batches[contender.name]
+            between_batches()
             elapsed = run_batch(contender.validate, inputs)
             samples[contender.name].append(elapsed / len(inputs) / 1000)
     return samples
+
+
+def with_sdk() -> Callable[[], None]:
+    """Configure the OpenTelemetry SDK with in-memory exporters; return what empties them."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    return exporter.clear
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -389,6 +457,22 @@ def verdict(ratio: float, target: float | None) -> str:
     return f"<= {target:.2f}x  {'PASS' if ratio <= target else 'MISS'}"
 
 
+def print_overhead(samples: dict[str, list[float]]) -> None:
+    """The idle instrumentation's cost: each round's ratio to the uninstrumented package."""
+    print()
+    for row in (CACHE_OFF, CACHE_ON):
+        ratios = [
+            ours / base
+            for ours, base in zip(samples[row], samples[row + f", {UNINSTRUMENTED}"], strict=True)
+        ]
+        overhead = statistics.median(ratios) - 1
+        mark = "PASS" if overhead <= OVERHEAD_TARGET else "MISS"
+        print(
+            f"API installed, no SDK vs {UNINSTRUMENTED} ({row.split(', ')[1]}): "
+            f"{overhead:+.1%}  target <= {OVERHEAD_TARGET:.0%}  {mark}"
+        )
+
+
 def print_table(contenders: Sequence[Contender], samples: dict[str, list[float]]) -> None:
     medians = {name: statistics.median(values) for name, values in samples.items()}
     floor_median = medians[contenders[0].name]
@@ -408,28 +492,45 @@ def print_table(contenders: Sequence[Contender], samples: dict[str, list[float]]
 # --- main -----------------------------------------------------------------------------------------
 
 
-def parse_settings(argv: Sequence[str] | None) -> Settings:
+def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, str | None]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, help="rounds to take the median over (default 7)")
     parser.add_argument("--quick", action="store_true", help="3 short rounds, for a smoke run")
+    parser.add_argument(
+        "--uninstrumented", metavar="REV", help="also time the package of this git revision"
+    )
     arguments = parser.parse_args(argv)
     default_rounds, round_seconds = (3, 0.05) if arguments.quick else (7, 0.2)
     rounds = arguments.rounds if arguments.rounds is not None else default_rounds
     if rounds < 1:
         parser.error("--rounds must be at least 1")
-    return Settings(rounds=rounds, round_seconds=round_seconds)
+    return Settings(rounds=rounds, round_seconds=round_seconds), arguments.uninstrumented
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_settings(argv)
+    settings, revision = parse_settings(argv)
     print_header(settings)
-    with LocalRealm("shop") as realm:
+    with LocalRealm("shop") as realm, tempfile.TemporaryDirectory() as directory:
         fixture = mint_fixture(realm)
         contenders = all_contenders(fixture)
+        if revision is not None:
+            package = uninstrumented_package(revision, Path(directory))
+            contenders[3:3] = ours(fixture, package, f", {UNINSTRUMENTED}")
         for contender in contenders:
             check_correctness(contender, fixture)
         samples = measure(contenders, settings)
-    print_table(contenders, samples)
+        print_table(contenders, samples)
+        if revision is not None:
+            print_overhead(samples)
+
+        print(
+            "\nwith the OpenTelemetry SDK configured (in-memory span exporter and metric reader):"
+        )
+        empty_exporter = with_sdk()
+        traced = [floor(fixture), *ours(fixture, label=" + SDK")]
+        for contender in traced:
+            check_correctness(contender, fixture)
+        print_table(traced, measure(traced, settings, empty_exporter))
     return 0
 
 

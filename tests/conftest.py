@@ -10,6 +10,7 @@ import pytest
 from keycloak_m2m import TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
+from .otel_sdk import telemetry  # noqa: F401 - a fixture for every test directory
 from .support import AUDIENCE, FakeClock, Validate, add_shop_client, validate_async, validate_sync
 
 

@@ -175,3 +175,48 @@ def test_troubleshooting_quotes_each_error_as_it_reads() -> None:
         assert phrases, names
         for phrase, name in zip(phrases, names, strict=True):
             assert getattr(keycloak_m2m, name).default_description == phrase
+
+
+def test_prometheus_example_serves_the_metrics_of_its_calls() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(EXAMPLES / "prometheus_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    first, *scraped = result.stdout.splitlines()
+    assert first == "calls: [200, 200, 200] accepted, [401, 401] refused"
+    series = {}
+    for line in scraped:
+        name, labels, value = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line).groups()  # type: ignore[union-attr]
+        ours = ",".join(label for label in labels.split(",") if not label.startswith("otel_"))
+        series[f"{name}{{{ours}}}"] = float(value)
+    outcome = 'keycloak_m2m_outcome="{}"'
+    assert (
+        series['keycloak_m2m_validations_total{error_type="",' + outcome.format("accepted") + "}"]
+        == 1  # the first call ran the checks; the two after it were cache hits
+    )
+    assert (
+        series[
+            'keycloak_m2m_validations_total{error_type="MalformedToken",'
+            + outcome.format("refused")
+            + "}"
+        ]
+        == 1
+    )
+    assert series["keycloak_m2m_key_set_fetches_total{" + outcome.format("fetched") + "}"] == 1
+    grant = 'keycloak_m2m_grant_type="client_credentials",'
+    assert (
+        series["keycloak_m2m_token_requests_total{" + grant + outcome.format("issued") + "}"] == 1
+    )
+    by_issuer = {name.split("{")[0]: value for name, value in series.items() if "issuer" in name}
+    assert by_issuer["keycloak_m2m_token_cache_hits_total"] == 2
+    assert by_issuer["keycloak_m2m_token_cache_misses_total"] == 2
+    assert by_issuer["keycloak_m2m_key_set_age_seconds"] >= 0
+    for histogram in ("validation", "key_set_fetch", "token_request"):
+        assert any(
+            name.startswith(f"keycloak_m2m_{histogram}_duration_seconds_count") for name in series
+        )

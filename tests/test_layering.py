@@ -13,12 +13,13 @@ import pytest
 
 PACKAGE = Path(str(files("keycloak_m2m")))
 SANS_IO = (
-    "_request", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal", "_binding",
-    "_introspection",
+    "_request", "_audit", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal",
+    "_binding", "_introspection",
 )  # fmt: skip
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {
     "httpx", "anyio", "fastapi", "starlette", "flask", "werkzeug", "litestar", "quart", "requests",
+    "opentelemetry",
 }  # fmt: skip
 
 
@@ -84,3 +85,13 @@ except ImportError as error:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert f'pip install "keycloak-m2m[{adapter}]"' in result.stdout
+
+
+def test_only_the_telemetry_module_imports_opentelemetry() -> None:
+    modules = [path.stem for path in PACKAGE.glob("*.py")]
+    users = {
+        module
+        for module in modules
+        if any(name.startswith("opentelemetry") for name in imports_of(module))
+    }
+    assert users == {"_telemetry"}

@@ -33,6 +33,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
+from . import _telemetry
 from ._assertion import ASSERTION_TYPE, SigningKey, client_assertion, signing_key
 from ._environment import client_settings
 from ._http import Connection
@@ -278,6 +279,7 @@ def _unusable_reason(body: object) -> str | None:
 
 def _with_bearer(request: httpx.Request, token: str) -> httpx.Request:
     request.headers["Authorization"] = f"Bearer {token}"
+    _telemetry.inject_trace_context(request.headers)  # the service's spans join the caller's
     return request
 
 
@@ -444,14 +446,14 @@ class ClientCredentials(httpx.Auth):
         The new token is not cached: it speaks for the subject, not for this client.
         """
         form = self._exchange_form(subject_token, audience, scopes)
-        return self._run(self._request_flow(form)).access_token
+        return self._run(self._request_flow(form), _TOKEN_EXCHANGE).access_token
 
     async def exchange_async(
         self, subject_token: str, *, audience: str | None = None, scopes: str | Iterable[str] = ()
     ) -> str:
         """``exchange`` without blocking the event loop."""
         form = self._exchange_form(subject_token, audience, scopes)
-        issued = await self._run_async(self._request_flow(form))
+        issued = await self._run_async(self._request_flow(form), _TOKEN_EXCHANGE)
         return issued.access_token
 
     # --- httpx.Auth ---------------------------------------------------------------------------
@@ -508,7 +510,7 @@ class ClientCredentials(httpx.Auth):
         with self._lock:
             token = self._cache.after_waiting(rejected, seen_fetches)
             if token is None:
-                token = self._run(self._renewal_flow())
+                token = self._run(self._renewal_flow(), _CLIENT_CREDENTIALS)
         return token
 
     async def _token_async(self, rejected: str | None) -> str:
@@ -519,7 +521,7 @@ class ClientCredentials(httpx.Auth):
         async with self._async_locks.current():
             token = self._cache.after_waiting(rejected, seen_fetches)
             if token is None:
-                token = await self._run_async(self._renewal_flow())
+                token = await self._run_async(self._renewal_flow(), _CLIENT_CREDENTIALS)
         return token
 
     def _http_options(self) -> dict[str, Any]:
@@ -531,8 +533,11 @@ class ClientCredentials(httpx.Auth):
             **({} if self._client_tls is None else {"verify": self._client_tls}),
         }
 
-    def _run(self, flow: _Flow[_T]) -> _T:
-        with httpx.Client(**self._http_options()) as client:
+    def _run(self, flow: _Flow[_T], grant: str) -> _T:
+        with (
+            httpx.Client(**self._http_options()) as client,
+            _telemetry.token_request(self.token_url, self.client_id, grant) as probe,
+        ):
             outcome: _Outcome = None
             try:
                 while True:
@@ -543,33 +548,38 @@ class ClientCredentials(httpx.Auth):
                     elif isinstance(step, _ReloadSecret):
                         outcome = self._reload_secret()
                     else:
+                        probe.sending(step.headers)
                         try:
                             outcome = client.send(step)
                         except httpx.RequestError as error:
                             outcome = error
+                        probe.answered(outcome)
             except StopIteration as finished:
                 result: _T = finished.value
                 return result
 
-    async def _run_async(self, flow: _Flow[_T]) -> _T:
+    async def _run_async(self, flow: _Flow[_T], grant: str) -> _T:
         async with httpx.AsyncClient(**self._http_options()) as client:
-            outcome: _Outcome = None
-            try:
-                while True:
-                    step = flow.send(outcome)
-                    if isinstance(step, _Pause):
-                        await asyncio.sleep(step.seconds)
-                        outcome = None
-                    elif isinstance(step, _ReloadSecret):
-                        outcome = await asyncio.to_thread(self._reload_secret)
-                    else:
-                        try:
-                            outcome = await client.send(step)
-                        except httpx.RequestError as error:
-                            outcome = error
-            except StopIteration as finished:
-                result: _T = finished.value
-                return result
+            with _telemetry.token_request(self.token_url, self.client_id, grant) as probe:
+                outcome: _Outcome = None
+                try:
+                    while True:
+                        step = flow.send(outcome)
+                        if isinstance(step, _Pause):
+                            await asyncio.sleep(step.seconds)
+                            outcome = None
+                        elif isinstance(step, _ReloadSecret):
+                            outcome = await asyncio.to_thread(self._reload_secret)
+                        else:
+                            probe.sending(step.headers)
+                            try:
+                                outcome = await client.send(step)
+                            except httpx.RequestError as error:
+                                outcome = error
+                            probe.answered(outcome)
+                except StopIteration as finished:
+                    result: _T = finished.value
+                    return result
 
     # --- the flows ----------------------------------------------------------------------------
 

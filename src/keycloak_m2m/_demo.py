@@ -3,7 +3,8 @@
 Everything runs on 127.0.0.1 in this process: the local realm, a ``notification-service``
 (FastAPI behind ``TokenAuthMiddleware``, served by uvicorn) that requires the realm role
 ``notifications:send``, and a ``shop-api`` caller using ``ClientCredentials``. Needs the ``demo``
-extra (FastAPI and uvicorn).
+extra (FastAPI and uvicorn). With the OpenTelemetry SDK installed (the ``demo`` extra brings it)
+it ends with a timeline of the first call, drawn from the spans it recorded.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TextIO
 
 import httpx
@@ -21,6 +22,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 
+from . import _telemetry
 from ._client import ClientCredentials
 from ._validator import TokenValidator
 from .asgi import TokenAuthMiddleware
@@ -32,9 +34,19 @@ OTHER_CLIENT = "reporting-job"
 ROLE = "notifications:send"
 # The default is 30 s; a demo that waits half a minute to show rotation would lose its reader.
 DEMO_REFETCH_INTERVAL = 0.5
+FIRST_CALL = f"{CALLER} POST /notifications"
+# The spans the timeline shows: who does the work each measures, and how far it is nested.
+_ROLES = {
+    FIRST_CALL: ("caller", 0),
+    "keycloak_m2m.token_request": ("token endpoint", 1),
+    f"{SERVICE} POST /notifications": ("service", 1),
+    "keycloak_m2m.validate": ("service", 2),
+    "keycloak_m2m.fetch_keys": ("key endpoint", 3),
+}
+_BAR_WIDTH = 40
 
 
-def notification_service(validator: TokenValidator) -> FastAPI:
+def notification_service(validator: TokenValidator) -> Any:
     """The protected service: every route but /health needs a token holding ROLE."""
     app = FastAPI(title=SERVICE)
     app.add_middleware(
@@ -53,7 +65,24 @@ def notification_service(validator: TokenValidator) -> FastAPI:
     async def send(request: Request) -> dict[str, str]:
         return {"status": "queued", "sent_by": request.auth.client_id}
 
-    return app
+    return _traced_service(app)
+
+
+def _traced_service(app: Any) -> Any:
+    """The service's own span, continuing the caller's trace (what an ASGI instrumentation
+    library would do in a real service)."""
+
+    async def traced(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        with _telemetry.traced(f"{SERVICE} {scope['method']} {scope['path']}", carrier):
+            await app(scope, receive, send)
+
+    return traced
 
 
 @contextmanager
@@ -105,7 +134,10 @@ def run(out: TextIO) -> bool:
         "keycloak-m2m demo: a local realm, a notification-service and a shop-api caller,", file=out
     )
     print("all on 127.0.0.1 (no Keycloak, no network).\n", file=out)
-    with LocalRealm("shop") as realm:
+    recorder: AbstractContextManager[list[_telemetry.RecordedSpan] | None] = (
+        _telemetry.recording() if _telemetry.timeline_available() else nullcontext()
+    )
+    with recorder as spans, LocalRealm("shop") as realm:
         caller_secret = secrets.token_urlsafe(24)  # made up for this run only
         realm.add_client(CALLER, caller_secret, realm_roles=[ROLE], audience=[SERVICE])
         realm.add_client(OTHER_CLIENT, secrets.token_urlsafe(24), audience=[SERVICE])
@@ -121,7 +153,31 @@ def run(out: TextIO) -> bool:
                 _walk(steps, realm, caller, shop_api, service_url, validator)
     verdict = "every step went as expected" if not steps.failed else f"{steps.failed} failed"
     print(f"\n{steps.count} steps: {verdict}", file=out)
+    if spans:
+        print("\nthe first call, from the spans it recorded:\n", file=out)
+        for line in timeline(spans):
+            print(line, file=out)
     return steps.failed == 0
+
+
+def timeline(spans: Sequence[_telemetry.RecordedSpan]) -> list[str]:
+    """The trace of the first call as a terminal timeline: who, what, when, how long."""
+    root = next((span for span in spans if span.name == FIRST_CALL), None)
+    if root is None:
+        return []
+    shown = [span for span in spans if span.trace_id == root.trace_id and span.name in _ROLES]
+    total = max(root.end_ns - root.start_ns, 1)
+    names = ["  " * _ROLES[span.name][1] + span.name for span in shown]
+    name_width = max(len(name) for name in names)
+    lines = []
+    for span, name in zip(shown, names, strict=True):
+        begin = round((span.start_ns - root.start_ns) / total * _BAR_WIDTH)
+        length = max(1, round((span.end_ns - span.start_ns) / total * _BAR_WIDTH))
+        bar = (" " * begin + "#" * length).ljust(_BAR_WIDTH)[:_BAR_WIDTH]
+        milliseconds = (span.end_ns - span.start_ns) / 1e6
+        role = _ROLES[span.name][0]
+        lines.append(f"{role:<14} {name:<{name_width}} |{bar}| {milliseconds:6.1f} ms")
+    return lines
 
 
 def _walk(
@@ -132,10 +188,10 @@ def _walk(
     service_url: str,
     validator: TokenValidator,
 ) -> None:
+    with _telemetry.traced(FIRST_CALL):
+        first = shop_api.post("/notifications")
+    steps.check("shop-api obtains a token and sends a notification", first, 200)
     token = caller.get_token()
-    steps.check(
-        "shop-api obtains a token and sends a notification", shop_api.post("/notifications"), 200
-    )
     principal = validator.validate(token)
     steps.say(
         f"token: client {principal.client_id}, service account {principal.is_service_account}, "

@@ -50,6 +50,8 @@ class AuthError(Exception):
     status_code: ClassVar[int] = 401
     error: ClassVar[str | None] = None
     default_description: ClassVar[str] = "authentication failed"
+    # The caller refused, when it is known (a valid token lacking a grant): for the audit log.
+    client_id: str | None = None
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description

@@ -97,10 +97,16 @@ class FetchPolicy:
 @dataclass(frozen=True, slots=True)
 class FetchFailure:
     reason: str
+    # The HTTP status of the answer refused, when one came (for the key-fetch span).
+    status: int | None = None
 
 
 class _Refused(Exception):
     """The response is not one we accept; the message is the reason, safe to log."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 @functools.cache
@@ -130,14 +136,15 @@ class _Body:
     """
 
     def __init__(self, response: httpx.Response, policy: FetchPolicy, deadline: float) -> None:
-        if response.status_code != 200:
-            raise _Refused(f"HTTP status {response.status_code}")
+        status = response.status_code
+        if status != 200:
+            raise _Refused(f"HTTP status {status}", status)
         declared = response.headers.get("Content-Length", "0")
         if not declared.isdigit() or int(declared) > policy.max_bytes:
-            raise _Refused("response too large")
+            raise _Refused("response too large", status)
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in _DECODERS:
-            raise _Refused("unsupported Content-Encoding")
+            raise _Refused("unsupported Content-Encoding", status)
         self._inflate = _DECODERS[encoding]()
         self._policy = policy
         self._deadline = deadline
@@ -173,7 +180,7 @@ _DECODERS: dict[str, Callable[[], zlib._Decompress | None]] = {
 
 def _failure(error: Exception) -> FetchFailure:
     if isinstance(error, _Refused):
-        return FetchFailure(str(error))
+        return FetchFailure(str(error), error.status)
     if isinstance(error, (httpx.TimeoutException, TimeoutError)):
         return FetchFailure("timed out")
     return FetchFailure(f"{type(error).__name__}")

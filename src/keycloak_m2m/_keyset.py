@@ -92,27 +92,29 @@ class KeySet:
         state = self._state
         self._state = _Snapshot(state.keys, state.index, state.fetched_at, now, state.attempts + 1)
 
-    def record_document(self, document: bytes, now: float) -> None:
-        """Adopt a fetched key set; one that yields no usable signing key counts as a failure."""
+    def record_document(self, document: bytes, now: float) -> bool:
+        """Adopt a fetched key set (True); one that yields no usable signing key counts as a
+        failure (False)."""
         try:
             jwks = json.loads(document)
         except (ValueError, RecursionError):
             self.record_failure(now, "not JSON")
-            return
+            return False
         entries = jwks.get("keys") if isinstance(jwks, dict) else None
         if not isinstance(entries, list):
             self.record_failure(now, "no keys member")
-            return
+            return False
         keys = self._load(entries)
         if not keys:
             self.record_failure(now, "no usable signing key")
-            return
+            return False
         previous = self._state.keys
         self._state = _Snapshot(keys, _index(keys), now, now, self._state.attempts + 1)
         for key in previous:
             if key not in keys:
                 key.retired = True
         logger.debug("key set refreshed: %d signing keys", len(keys))
+        return True
 
     def _load(self, entries: list[object]) -> tuple[VerificationKey, ...]:
         # Keeping the object of a key that stays lets verified tokens survive the refresh.

@@ -11,13 +11,15 @@ hold. Neither httpx nor any framework is imported here, so the step runs with pl
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol, TypedDict, cast
 from urllib.parse import parse_qsl
 
+from ._audit import audit_acceptance, audit_log, audit_refusal
 from ._binding import CertificateHeader, ClientCertificate, certificate_header
-from ._errors import AuthError, InvalidRequest, MissingToken
+from ._errors import AuthError, InsufficientScope, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
 
 __all__ = [
@@ -216,14 +218,18 @@ class Requirement:
 
     def check(self, principal: Principal, extra_scopes: Sequence[str] = ()) -> None:
         """Raise InsufficientScope naming whatever the caller lacks."""
-        principal.require(
-            self.roles,
-            self.client_roles,
-            (*self.scopes, *extra_scopes),
-            any_roles=self.any_roles,
-            any_scopes=self.any_scopes,
-            allow=self.allow,
-        )
+        try:
+            principal.require(
+                self.roles,
+                self.client_roles,
+                (*self.scopes, *extra_scopes),
+                any_roles=self.any_roles,
+                any_scopes=self.any_scopes,
+                allow=self.allow,
+            )
+        except InsufficientScope as refusal:
+            refusal.client_id = principal.client_id  # the audit log names who was refused
+            raise
 
 
 ANY_CALLER: Final = Requirement()
@@ -237,6 +243,7 @@ class Gate:
     that and hands it to ``resume``, until the outcome is a Principal (None: an anonymous
     caller on an optional route) or an AuthError was raised. Plain calls rather than a
     generator: a cached token is decided in one call, and this runs on every request.
+    Every decision goes to the audit log: an admission here, a refusal in ``answer``.
     """
 
     __slots__ = ("certificate_header", "realm", "validator")
@@ -285,6 +292,8 @@ class Gate:
             )
         principal = cast(Principal, answer)
         requirement.check(principal, extra_scopes)
+        if audit_log.isEnabledFor(logging.DEBUG):
+            audit_acceptance(principal, request, self.validator.issuer)
         return principal
 
     def _token_step(
@@ -297,6 +306,8 @@ class Gate:
         token = _bearer_token(authorization)
         if token is None:
             if requirement.optional:
+                if audit_log.isEnabledFor(logging.DEBUG):
+                    audit_acceptance(None, request, self.validator.issuer)
                 return None
             raise MissingToken()
         # Positional: keyword arguments cost a measurable share of a cache hit.
@@ -305,6 +316,8 @@ class Gate:
             return CheckToken(token)
         if requirement.grants or extra_scopes:
             requirement.check(principal, extra_scopes)
+        if audit_log.isEnabledFor(logging.DEBUG):
+            audit_acceptance(principal, request, self.validator.issuer)
         return principal
 
     def run(
@@ -362,8 +375,9 @@ class Gate:
             outcome = self.resume(request, requirement, outcome, answer, extra_scopes)
         return outcome
 
-    def answer(self, error: AuthError) -> ErrorAnswer:
-        """The HTTP answer to a refusal of this gate."""
+    def answer(self, error: AuthError, request: Presented) -> ErrorAnswer:
+        """The HTTP answer to a refusal of ``request``, which goes to the audit log."""
+        audit_refusal(error, request, self.validator.issuer)
         return error_answer(error, self.realm)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import _telemetry
 from ._binding import (
     CertificateBound,
     ClientCertificate,
@@ -189,6 +190,7 @@ class TokenValidator:
         )
         self._introspection_locks = KeyedLocks()
         self._async_introspection_locks = AsyncKeyedLocks()
+        self._telemetry = _telemetry.ValidatorTelemetry(self)
 
     # --- configuration, read-only -------------------------------------------------------------
 
@@ -271,7 +273,8 @@ class TokenValidator:
                 else:
                     with self._lock:
                         if self._keys.attempts == step:
-                            self._record(fetch(self._jwks_url, self._fetch_policy))
+                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                                self._record(fetch(self._jwks_url, self._fetch_policy), fetching)
                 step = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
@@ -297,17 +300,31 @@ class TokenValidator:
                 else:
                     async with self._async_locks.current():
                         if self._keys.attempts == step:
-                            self._record(await fetch_async(self._jwks_url, self._fetch_policy))
+                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                                outcome = await fetch_async(self._jwks_url, self._fetch_policy)
+                                self._record(outcome, fetching)
                 step = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
             return verified
 
-    def _record(self, outcome: bytes | FetchFailure) -> None:
+    def _record(self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe) -> None:
+        adopted = False
         if isinstance(outcome, FetchFailure):
             self._keys.record_failure(self._clock(), outcome.reason)
         else:
-            self._keys.record_document(outcome, self._clock())
+            adopted = self._keys.record_document(outcome, self._clock())
+        fetching.done(outcome, adopted, len(self._keys.keys))
+
+    @property
+    def key_fetches(self) -> int:
+        """How many key-set fetches were made (or waited for), for telemetry."""
+        return self._keys.attempts
+
+    def key_set_age(self) -> float | None:
+        """Seconds since the key set in use was fetched; None before the first fetch."""
+        fetched_at = self._keys.fresh_until - self._keys.policy.ttl
+        return None if fetched_at == float("-inf") else self._clock() - fetched_at
 
     def _introspect(self, step: Introspect) -> None:
         client = self._introspection

@@ -136,15 +136,15 @@ class TokenAuthMiddleware:
         # and a coroutine costs more than deciding on a cached token.
         gate = self._gate
         requirement = self._requirement
+        request = presented(scope, gate.certificate_header)
         try:
-            request = presented(scope, gate.certificate_header)
             principal = gate.admit(request, requirement)
             if isinstance(principal, Need):
                 body = _BufferedBody(receive)
                 principal = await gate.settle_async(request, requirement, principal, body.read)
                 receive = body.replay
         except AuthError as error:
-            answer = gate.answer(error)
+            answer = gate.answer(error, request)
             if kind == "http":
                 await _send_http(answer, send)
             else:

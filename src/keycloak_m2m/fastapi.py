@@ -154,15 +154,13 @@ class TokenAuth(SecurityBase):
         self, request: Request, requirement: Requirement, security_scopes: Sequence[str]
     ) -> Principal | None:
         gate = self._gate
+        asked = presented(request.scope, gate.certificate_header)
         try:
             return await gate.run_async(
-                presented(request.scope, gate.certificate_header),
-                requirement,
-                _BodyReader(request).read,
-                security_scopes,
+                asked, requirement, _BodyReader(request).read, security_scopes
             )
         except AuthError as error:
-            raise _Refused(gate.answer(error), error) from error
+            raise _Refused(gate.answer(error, asked), error) from error
 
     def _signature_for(self, scopes: Sequence[str]) -> inspect.Signature:
         return _dependency_signature(self._client_credentials, scopes)

@@ -132,10 +132,11 @@ class TokenAuth:
     def _admit(self, requirement: Requirement) -> Response | None:
         """Put the caller on ``g`` and return None, or return the refusal to send."""
         gate = self._current_gate()
+        asked = _presented(gate)
         try:
-            g.principal = gate.run(_presented(gate), requirement, _read_body)
+            g.principal = gate.run(asked, requirement, _read_body)
         except AuthError as error:
-            answer = gate.answer(error)
+            answer = gate.answer(error, asked)
             return Response(answer.body, answer.status_code, answer.headers)
         return None
 
