@@ -22,30 +22,32 @@ def presented(
     ``certificate_header``: the client certificate comes from this header of a trusted proxy
     (and only from it) rather than from the server's ``tls`` extension.
     """
-    authorization: list[str] = []
-    dpop: list[str] = []
-    forwarded: list[str] = []
+    # Tuples grown on a match: most requests carry one Authorization header and none of the
+    # others, and an empty tuple costs no allocation.
+    authorization: tuple[str, ...] = _NO_VALUES
+    dpop: tuple[str, ...] = _NO_VALUES
+    forwarded: tuple[str, ...] = _NO_VALUES
     content_type = None
     host = None
     wanted = certificate_header.encode("latin-1") if certificate_header else None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            authorization.append(value.decode("latin-1"))
+            authorization = (*authorization, value.decode("latin-1"))
         elif name == b"host":
             host = value.decode("latin-1")
         elif name == b"content-type":
             content_type = value.decode("latin-1")
         elif name == b"dpop":
-            dpop.append(value.decode("latin-1"))
+            dpop = (*dpop, value.decode("latin-1"))
         elif name == wanted:
-            forwarded.append(value.decode("latin-1"))
+            forwarded = (*forwarded, value.decode("latin-1"))
     http = scope["type"] == "http"
     if host is None:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else ""
     certificate: Any
     if certificate_header is not None:
-        certificate = ForwardedCertificate(certificate_header, tuple(forwarded))
+        certificate = ForwardedCertificate(certificate_header, forwarded)
     else:
         extensions = scope.get("extensions")
         tls = extensions.get("tls") if extensions else None
@@ -60,7 +62,7 @@ def presented(
             (scope.get("scheme") or ("http" if http else "ws")) + "://" + host,
             scope.get("root_path", "") + scope["path"],
             authorization,
-            dpop or _NO_VALUES,
+            dpop,
             scope.get("query_string", b""),
             # A websocket's messages are frames, not a body that could hold a form.
             content_type if http else None,
