@@ -16,6 +16,7 @@ PUBLIC_CORE = [
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -23,13 +24,17 @@ PUBLIC_CORE = [
     "InvalidTokenType",
     "KeysUnavailable",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingToken",
     "NotServiceAccount",
     "Principal",
+    "ReplayCache",
+    "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRequestError",
     "TokenValidator",
     "UnknownKey",
+    "UseDPoPNonce",
 ]
 
 

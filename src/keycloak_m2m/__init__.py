@@ -8,6 +8,7 @@ from ._errors import (
     InsufficientScope,
     InvalidAudience,
     InvalidClaim,
+    InvalidDPoPProof,
     InvalidIssuer,
     InvalidRequest,
     InvalidSignature,
@@ -17,10 +18,13 @@ from ._errors import (
     MalformedToken,
     MissingToken,
     NotServiceAccount,
+    ReplayCacheUnavailable,
     TokenNotYetValid,
     UnknownKey,
+    UseDPoPNonce,
 )
 from ._principal import Principal
+from ._replay import MemoryReplayCache, ReplayCache
 from ._validator import DiscoveryError, TokenValidator
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -39,11 +44,15 @@ __all__ = [
     "InvalidTokenType",
     "KeysUnavailable",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingToken",
     "NotServiceAccount",
     "Principal",
+    "ReplayCache",
+    "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRequestError",
     "TokenValidator",
     "UnknownKey",
+    "UseDPoPNonce",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -28,9 +29,15 @@ __all__ = [
     "MalformedToken",
     "MissingToken",
     "NotServiceAccount",
+    "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "UnknownKey",
+    "UseDPoPNonce",
 ]
+
+# RFC 9449 section 7.1: a DPoP challenge lists the proof algorithms the server accepts. The
+# proof checks accept exactly these, so the challenge and the checks cannot disagree.
+DPOP_ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA", "Ed25519", "PS256", "RS256")
 
 # RFC 6750 section 3: quoted values may hold %x20-21 / %x23-5B / %x5D-7E only.
 _UNSAFE_HEADER_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
@@ -46,6 +53,9 @@ class AuthError(Exception):
     status_code: ClassVar[int] = 401
     error: ClassVar[str | None] = None
     default_description: ClassVar[str] = "authentication failed"
+    # The authentication schemes whose challenges an answer carries (RFC 9110 section 11.6.1
+    # allows several in one header); MissingToken names those the route accepts.
+    schemes: tuple[str, ...] = ("Bearer",)
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -57,9 +67,9 @@ class AuthError(Exception):
         return [("error", self.error), ("error_description", self.description)]
 
     def www_authenticate(self, realm: str) -> str:
-        """The ``WWW-Authenticate`` header value for this error."""
+        """The ``WWW-Authenticate`` header value for this error: one challenge per scheme."""
         params = [("realm", realm), *self._challenge_params()]
-        return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in params)
+        return ", ".join(_challenge(scheme, params) for scheme in self.schemes)
 
     def response_headers(self, realm: str) -> dict[str, str]:
         """Every header an HTTP answer to this error carries."""
@@ -70,10 +80,22 @@ class AuthError(Exception):
         return {"error": self.error or "unauthorized", "error_description": self.description}
 
 
+def _challenge(scheme: str, params: list[tuple[str, str]]) -> str:
+    if scheme == "DPoP":
+        params = [*params, ("algs", " ".join(DPOP_ALGORITHMS))]
+    return scheme + " " + ", ".join(f"{name}={_quoted(value)}" for name, value in params)
+
+
 class MissingToken(AuthError):
-    """No bearer token was presented: answered with a bare challenge (RFC 6750 section 3.1)."""
+    """No token was presented: answered with a bare challenge (RFC 6750 section 3.1) for each
+    scheme the route accepts (RFC 9449 section 7.1 for DPoP)."""
 
     default_description = "bearer token required"
+
+    def __init__(self, description: str | None = None, *, schemes: tuple[str, ...] = ()) -> None:
+        super().__init__(description)
+        if schemes:
+            self.schemes = schemes
 
 
 class InvalidRequest(AuthError):
@@ -141,6 +163,30 @@ class NotServiceAccount(InvalidToken):
     default_description = "not a service-account token"
 
 
+class InvalidDPoPProof(AuthError):
+    """The DPoP proof is missing, malformed, or does not fit the request or the token
+    (RFC 9449 section 7.1): challenged with the DPoP scheme and the accepted algorithms."""
+
+    error = "invalid_dpop_proof"
+    default_description = "invalid DPoP proof"
+    schemes = ("DPoP",)
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """The proof lacks a current server nonce (RFC 9449 section 9): ``nonce`` goes back in the
+    ``DPoP-Nonce`` header, for the client to sign into its next proof."""
+
+    error = "use_dpop_nonce"
+    default_description = "a DPoP nonce is required"
+
+    def __init__(self, nonce: str, description: str | None = None) -> None:
+        self.nonce = nonce
+        super().__init__(description)
+
+    def response_headers(self, realm: str) -> dict[str, str]:
+        return {**super().response_headers(realm), "DPoP-Nonce": self.nonce}
+
+
 class InsufficientScope(AuthError):
     """The token is valid but lacks roles or scopes the resource requires."""
 
@@ -187,6 +233,17 @@ class KeysUnavailable(AuthError):
 
     def response_headers(self, realm: str) -> dict[str, str]:
         return {**super().response_headers(realm), "Retry-After": str(self.retry_after)}
+
+    def response_body(self) -> dict[str, str]:
+        return {"error": "temporarily_unavailable", "error_description": self.description}
+
+
+class ReplayCacheUnavailable(AuthError):
+    """The shared DPoP replay cache cannot be reached and is set to refuse meanwhile: a proof
+    whose first use cannot be established is not accepted."""
+
+    status_code = 503
+    default_description = "DPoP replay cache temporarily unavailable"
 
     def response_body(self) -> dict[str, str]:
         return {"error": "temporarily_unavailable", "error_description": self.description}

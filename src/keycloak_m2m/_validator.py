@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ._claims import PROFILES, ClaimPolicy, Profile, check_claims
-from ._errors import InvalidSignature
+from ._claims import PROFILES, ClaimPolicy, Profile, bound_thumbprint, check_claims
+from ._dpop import ProofChecker, ProofPolicy, Verdict
+from ._errors import InvalidDPoPProof, InvalidSignature, InvalidToken
 from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
 from ._jose import (
     ASYMMETRIC_ALGORITHMS,
@@ -35,8 +37,14 @@ from ._jose import (
 from ._keyset import KeyCachePolicy, KeySet
 from ._locks import LoopLocks
 from ._principal import Principal
+from ._replay import MemoryReplayCache, ReplayCache
 
-__all__ = ["DiscoveryError", "TokenValidator"]
+__all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
+
+# "allowed": bearer tokens, and DPoP-bound tokens with a valid proof; "required": bound tokens
+# only; "off": bearer tokens only (a bound token's proof cannot be checked, so it is refused).
+DPoPMode = Literal["allowed", "required", "off"]
+_DPOP_MODES: tuple[DPoPMode, ...] = ("allowed", "required", "off")
 
 _CERTS_PATH = "/protocol/openid-connect/certs"
 _DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -59,6 +67,10 @@ class _Verified:
     principal: Principal
     key: VerificationKey
     valid_until: float
+    # The thumbprint of the DPoP key the token is bound to (None: a bearer token), and whether
+    # the token passes without a proof, which is all a cache hit of a bearer token reads.
+    jkt: str | None
+    bearer: bool
 
 
 class TokenValidator:
@@ -88,6 +100,11 @@ class TokenValidator:
         jwks_timeout: float = 5.0,
         jwks_max_bytes: int = 256 * 1024,
         token_cache_size: int = 4096,
+        dpop: DPoPMode = "allowed",
+        dpop_max_age: float = 60.0,
+        replay_cache: ReplayCache | None = None,
+        dpop_nonce: bool = False,
+        dpop_nonce_secret: bytes | None = None,
     ) -> None:
         _require(isinstance(issuer, str) and issuer != "", "issuer must be a non-empty string")
         audiences = _names("audience", audience)
@@ -109,6 +126,18 @@ class TokenValidator:
             "token_cache_size must be an integer >= 0",
         )
         _require(callable(clock), "clock must be a callable returning the time in seconds")
+        _require(dpop in _DPOP_MODES, f"dpop must be one of {', '.join(_DPOP_MODES)}")
+        _require(_is_number(dpop_max_age) and dpop_max_age > 0, "dpop_max_age must be a number > 0")
+        _require(
+            replay_cache is None or isinstance(replay_cache, ReplayCache),
+            "replay_cache must have first_use and first_use_async (a ReplayCache)",
+        )
+        _require(
+            dpop_nonce_secret is None
+            or (isinstance(dpop_nonce_secret, bytes) and len(dpop_nonce_secret) >= 16),
+            "dpop_nonce_secret must be at least 16 bytes",
+        )
+        _require(dpop_nonce or dpop_nonce_secret is None, "dpop_nonce_secret needs dpop_nonce")
 
         self._jwks_url = _key_set_url(issuer, jwks_url, keycloak_url)
         self._policy = ClaimPolicy(
@@ -135,6 +164,13 @@ class TokenValidator:
         self._headers: dict[bytes, Header] = {}
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._token_cache_size = token_cache_size
+        self._dpop: DPoPMode = dpop
+        # Without a shared secret each replica has its own: fine for one replica only.
+        nonce_secret = (dpop_nonce_secret or os.urandom(32)) if dpop_nonce else None
+        self._proofs = ProofChecker(
+            ProofPolicy(float(dpop_max_age), float(leeway), nonce_secret), self._parse_json
+        )
+        self._replay: ReplayCache = replay_cache or MemoryReplayCache()
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
         if self._jwks_url.startswith("https:"):
@@ -153,6 +189,10 @@ class TokenValidator:
     @property
     def jwks_url(self) -> str:
         return self._jwks_url
+
+    @property
+    def dpop(self) -> DPoPMode:
+        return self._dpop
 
     def __repr__(self) -> str:
         return f"TokenValidator(issuer={self.issuer!r}, audience={sorted(self.audiences)!r})"
@@ -177,39 +217,98 @@ class TokenValidator:
 
     # --- the drivers --------------------------------------------------------------------------
 
-    def validate(self, token: str) -> Principal:
-        """Validate a token; return who called or raise an AuthError. May block to fetch keys."""
-        principal = self.cached(token)
-        if principal is not None:
-            return principal
-        flow = self._flow(token)
-        try:
-            seen_attempts = next(flow)
-            while True:
-                with self._lock:
-                    if self._keys.attempts == seen_attempts:
-                        self._record(fetch(self._jwks_url, self._fetch_policy))
-                seen_attempts = flow.send(None)
-        except StopIteration as finished:
-            verified: Principal = finished.value
-            return verified
+    def validate(
+        self,
+        token: str,
+        *,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Principal:
+        """Validate a token; return who called or raise an AuthError. May block to fetch keys.
 
-    async def validate_async(self, token: str) -> Principal:
-        """Validate a token; return who called or raise an AuthError. Never blocks the loop."""
-        principal = self.cached(token)
-        if principal is not None:
-            return principal
-        flow = self._flow(token)
-        try:
-            seen_attempts = next(flow)
-            while True:
-                async with self._async_locks.current():
-                    if self._keys.attempts == seen_attempts:
-                        self._record(await fetch_async(self._jwks_url, self._fetch_policy))
-                seen_attempts = flow.send(None)
-        except StopIteration as finished:
-            verified: Principal = finished.value
-            return verified
+        ``dpop_proof`` is the request's ``DPoP`` header for a token sent with the DPoP scheme
+        (then ``method`` and ``url``, without query, are the request's); None means the token
+        came as a bearer token.
+        """
+        entry = self._entry(token)
+        if entry is None:
+            flow = self._flow(token)
+            try:
+                seen_attempts = next(flow)
+                while True:
+                    with self._lock:
+                        if self._keys.attempts == seen_attempts:
+                            self._record(fetch(self._jwks_url, self._fetch_policy))
+                    seen_attempts = flow.send(None)
+            except StopIteration as finished:
+                entry = finished.value
+        verdict = self._sender_check(entry, token, dpop_proof, method, url)
+        if verdict is not None and not self._replay.first_use(
+            verdict.replay_key, verdict.replay_ttl
+        ):
+            raise InvalidDPoPProof("DPoP proof replayed")
+        return entry.principal
+
+    async def validate_async(
+        self,
+        token: str,
+        *,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> Principal:
+        """``validate`` that never blocks the event loop."""
+        entry = self._entry(token)
+        if entry is None:
+            flow = self._flow(token)
+            try:
+                seen_attempts = next(flow)
+                while True:
+                    async with self._async_locks.current():
+                        if self._keys.attempts == seen_attempts:
+                            self._record(await fetch_async(self._jwks_url, self._fetch_policy))
+                    seen_attempts = flow.send(None)
+            except StopIteration as finished:
+                entry = finished.value
+        verdict = self._sender_check(entry, token, dpop_proof, method, url)
+        if verdict is not None and not await self._replay.first_use_async(
+            verdict.replay_key, verdict.replay_ttl
+        ):
+            raise InvalidDPoPProof("DPoP proof replayed")
+        return entry.principal
+
+    def _sender_check(
+        self,
+        entry: _Verified,
+        token: str,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> Verdict | None:
+        """RFC 9449 section 7: how the token was sent must fit how it is bound. Returns the
+        proof's replay entry, for the driver to record, when a proof was checked."""
+        if proof is None:
+            if entry.bearer:
+                return None
+            if entry.jkt is not None:
+                raise InvalidToken("DPoP-bound token sent as a bearer token")
+            raise InvalidToken("DPoP-bound token required")
+        if self._dpop == "off":
+            raise InvalidToken("DPoP-bound tokens are not accepted")
+        if entry.jkt is None:
+            raise InvalidToken("token is not DPoP-bound")
+        if method is None or url is None:
+            raise TypeError("a dpop_proof needs the request's method and url")
+        verdict = self._proofs.check(proof, token=token, method=method, url=url, now=self._clock())
+        if verdict.jkt != entry.jkt:
+            raise InvalidDPoPProof("proof key does not match the token's binding")
+        return verdict
+
+    def dpop_nonce(self) -> str | None:
+        """The server nonce clients should sign into their proofs now (None: none required),
+        e.g. for a ``DPoP-Nonce`` header on successful answers."""
+        return self._proofs.nonce(self._clock()) if self._proofs.policy.nonce_secret else None
 
     def _record(self, outcome: bytes | FetchFailure) -> None:
         if isinstance(outcome, FetchFailure):
@@ -219,7 +318,7 @@ class TokenValidator:
 
     # --- the flow -----------------------------------------------------------------------------
 
-    def _flow(self, token: str) -> Generator[int, None, Principal]:
+    def _flow(self, token: str) -> Generator[int, None, _Verified]:
         header_segment, payload_segment, signature_segment = split_token(
             token, self._max_token_size
         )
@@ -237,8 +336,7 @@ class TokenValidator:
         if key is None:
             raise InvalidSignature()
         principal = check_claims(claims, self._policy, now)
-        self._remember(token, principal, key)
-        return principal
+        return self._remember(token, principal, key, bound_thumbprint(claims))
 
     def _parse_header(self, segment: bytes) -> Header:
         header = parse_header(
@@ -252,11 +350,17 @@ class TokenValidator:
     # --- the verified-token cache -------------------------------------------------------------
 
     def cached(self, token: str) -> Principal | None:
-        """The principal of a token this validator verified, while that verification holds.
+        """The principal of a bearer token this validator verified, while that verification
+        holds.
 
         No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
-        coroutine. None means "not in the cache", never "invalid".
+        coroutine. None means "not in the cache", never "invalid"; it is always None for a
+        DPoP-bound token, whose every request needs its proof checked.
         """
+        entry = self._entry(token)
+        return entry.principal if entry is not None and entry.bearer else None
+
+    def _entry(self, token: str) -> _Verified | None:
         if type(token) is not str:
             return None  # input the full path will refuse
         cache_key = token[-_CACHE_KEY_CHARS:]
@@ -268,21 +372,26 @@ class TokenValidator:
                 self._verified.move_to_end(cache_key)
             except KeyError:  # evicted by another thread meanwhile
                 pass
-            return entry.principal
+            return entry
         self._verified.pop(cache_key, None)
         return None
 
-    def _remember(self, token: str, principal: Principal, key: VerificationKey) -> None:
-        if not self._token_cache_size:
-            return
+    def _remember(
+        self, token: str, principal: Principal, key: VerificationKey, jkt: str | None
+    ) -> _Verified:
         # Until the key set is due for a refresh: then the full path refreshes it.
         valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
-        self._verified[token[-_CACHE_KEY_CHARS:]] = _Verified(token, principal, key, valid_until)
+        bearer = jkt is None and self._dpop != "required"
+        entry = _Verified(token, principal, key, valid_until, jkt, bearer)
+        if not self._token_cache_size:
+            return entry
+        self._verified[token[-_CACHE_KEY_CHARS:]] = entry
         if len(self._verified) > self._token_cache_size:
             try:
                 self._verified.popitem(last=False)
             except KeyError:  # emptied by another thread meanwhile
                 pass
+        return entry
 
 
 # --- configuration helpers ---------------------------------------------------------------------

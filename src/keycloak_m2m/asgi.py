@@ -91,7 +91,9 @@ class TokenAuthMiddleware:
     caller; wrap a single route or mount with another instance for per-route requirements. With
     ``optional`` a request without a token passes as ``ANONYMOUS``; a bad token is still
     refused. ``realm`` names the protection space in ``WWW-Authenticate`` (default: the
-    validator's issuer). ``lifespan`` and any other scope type pass through untouched.
+    validator's issuer). ``public_url`` (``"https://api.example.com"``) is the address clients
+    call, for a service behind a proxy: DPoP proofs name it. ``lifespan`` and any other scope
+    type pass through untouched.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class TokenAuthMiddleware:
         scopes: Iterable[str] = (),
         optional: bool = False,
         realm: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         paths = tuple(exclude_paths)
         if not all(isinstance(path, str) and path.startswith("/") for path in paths):
@@ -112,7 +115,7 @@ class TokenAuthMiddleware:
         self.app = app
         self._open_paths = frozenset(path for path in paths if not path.endswith("*"))
         self._open_prefixes = tuple(path[:-1] for path in paths if path.endswith("*"))
-        self._gate = Gate(validator, realm)
+        self._gate = Gate(validator, realm, public_url)
         self._requirement = Requirement.of(roles, client_roles, scopes, optional)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -92,17 +92,23 @@ class TokenAuth(SecurityBase):
     ``Security(auth, scopes=[...])`` also requires those token scopes; ``auth.require(...)``
     makes a dependency with roles, client roles, scopes and optional authentication. Call
     ``install(app)`` once so refusals get the RFC 6750 JSON body. ``realm`` names the protection
-    space in ``WWW-Authenticate`` (default: the validator's issuer).
+    space in ``WWW-Authenticate`` (default: the validator's issuer); ``public_url`` is the
+    address clients call, for a service behind a proxy (DPoP proofs name it).
     """
 
     __signature__: inspect.Signature
 
     def __init__(
-        self, validator: TokenVerifier, *, token_url: str | None = None, realm: str | None = None
+        self,
+        validator: TokenVerifier,
+        *,
+        token_url: str | None = None,
+        realm: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
-        self._gate = Gate(validator, realm)
+        self._gate = Gate(validator, realm, public_url)
         self._client_credentials = None if token_url is None else _client_credentials(token_url)
         # FastAPI reads a dependency's parameters from its signature; a client-credentials
         # parameter makes it list that scheme in the OpenAPI document too.

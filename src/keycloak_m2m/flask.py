@@ -55,12 +55,21 @@ class TokenAuth:
     """Guards Flask views with ``@auth.require(...)``, answering refusals per RFC 6750.
 
     Give the validator here, or call ``init_app(app)`` to build it from ``app.config``.
-    ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer).
+    ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer);
+    ``public_url`` is the address clients call, for a service behind a proxy (DPoP proofs
+    name it).
     """
 
-    def __init__(self, validator: TokenVerifier | None = None, *, realm: str | None = None) -> None:
+    def __init__(
+        self,
+        validator: TokenVerifier | None = None,
+        *,
+        realm: str | None = None,
+        public_url: str | None = None,
+    ) -> None:
         self._realm = realm
-        self._gate = None if validator is None else Gate(validator, realm)
+        self._public_url = public_url
+        self._gate = None if validator is None else Gate(validator, realm, public_url)
         # The views this instance guards, as they were before wrapping: one of them registered
         # as is means @auth.require(...) was placed above @app.route(...).
         self._unguarded: dict[Callable[..., Any], str] = {}
@@ -74,7 +83,8 @@ class TokenAuth:
         gate = self._gate
         if gate is None:
             validator = _validator_from_config(app.config)
-            gate = Gate(validator, self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING))
+            realm = self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING)
+            gate = Gate(validator, realm, self._public_url)
         app.extensions.setdefault(_EXTENSION, {})[self] = gate
         self._check_order(app, settled=False)
         app.before_request(lambda: self._check_order(current_app))

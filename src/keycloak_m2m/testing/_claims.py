@@ -126,6 +126,8 @@ class Client:
     web_origins: tuple[str, ...] = ()
     redirect_uris: tuple[str, ...] = ()
     lightweight_tokens: bool = False
+    # Keycloak's "Require DPoP bound tokens": token requests without a proof are refused.
+    dpop_bound: bool = False
     enabled: bool = True
 
     def allowed_origins(self) -> tuple[str, ...]:
@@ -155,6 +157,7 @@ def make_client(
     web_origins: Iterable[str],
     redirect_uris: Iterable[str],
     lightweight_tokens: bool,
+    dpop_bound: bool = False,
 ) -> Client:
     """A client from ``add_client``'s arguments, each checked."""
     if not client_id:
@@ -178,6 +181,7 @@ def make_client(
         web_origins=origins,
         redirect_uris=strings(redirect_uris, "redirect_uris"),
         lightweight_tokens=lightweight_tokens,
+        dpop_bound=dpop_bound,
     )
 
 
@@ -280,6 +284,12 @@ def service_account_claims(issue: Issue, client: Client, scopes: Iterable[str]) 
     claims["scope"] = " ".join(scopes)
     claims.update(_service_account_mappers(issue.layout, client, scopes))
     return claims
+
+
+def dpop_bound(claims: Mapping[str, Any], jkt: str) -> dict[str, Any]:
+    """A payload bound to the DPoP key ``jkt`` as Keycloak binds it: ``typ`` "DPoP" and
+    ``cnf.jkt`` (RFC 9449 section 6.1)."""
+    return {**claims, "typ": "DPoP", "cnf": {"jkt": jkt}}
 
 
 def _service_account_mappers(
