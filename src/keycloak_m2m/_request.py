@@ -340,6 +340,9 @@ class Gate:
             raise InvalidRequest("more than one DPoP header")
         if not proofs:
             raise InvalidDPoPProof("DPoP proof required")
+        # A compact JWS holds no comma: WSGI servers join repeated headers with one.
+        if "," in proofs[0]:
+            raise InvalidRequest("more than one DPoP header")
         return proofs[0]
 
     def _url(self, request: Presented) -> str:
