@@ -89,12 +89,12 @@ class ProofChecker:
         self._keys: dict[bytes, _ProofKey] = {}
 
     def check(
-        self, proof: object, *, token: str | None, method: str, url: str, now: float
+        self, proof: object, *, ath: str | None, method: str, url: str, now: float
     ) -> Verdict:
         """Every check of RFC 9449 section 4.3 but the binding and the replay: raise
         InvalidDPoPProof (UseDPoPNonce for a missing or stale nonce) or return the Verdict.
-        ``token`` is the access token the proof must hash in ``ath``; None at a token
-        endpoint, where there is none yet."""
+        ``ath`` is ``access_token_hash`` of the token the proof must name; None at a token
+        endpoint, where there is no token yet."""
         try:
             header_segment, payload_segment, signature_segment = split_token(proof, MAX_PROOF_SIZE)
             proof_key = self._keys.get(header_segment) or self._read_header(header_segment)
@@ -113,7 +113,7 @@ class ProofChecker:
         if not same_url(claims.get("htu"), url):
             raise InvalidDPoPProof("htu does not match the request URL")
         issued_at = self._check_age(claims.get("iat"), now)
-        if token is not None and claims.get("ath") != access_token_hash(token):
+        if ath is not None and claims.get("ath") != ath:
             raise InvalidDPoPProof("ath does not match the access token")
         if self.policy.nonce_secret is not None:
             self._check_nonce(claims.get("nonce"), now)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ._claims import PROFILES, ClaimPolicy, Profile, bound_thumbprint, check_claims
-from ._dpop import ProofChecker, ProofPolicy, Verdict
+from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
 from ._errors import InvalidDPoPProof, InvalidSignature, InvalidToken
 from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
 from ._jose import (
@@ -71,6 +71,8 @@ class _Verified:
     # the token passes without a proof, which is all a cache hit of a bearer token reads.
     jkt: str | None
     bearer: bool
+    # What a proof's ath must be: the token's hash, computed once per token, not per request.
+    ath: str | None
 
 
 class TokenValidator:
@@ -243,7 +245,7 @@ class TokenValidator:
                     seen_attempts = flow.send(None)
             except StopIteration as finished:
                 entry = finished.value
-        verdict = self._sender_check(entry, token, dpop_proof, method, url)
+        verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not self._replay.first_use(
             verdict.replay_key, verdict.replay_ttl
         ):
@@ -271,7 +273,7 @@ class TokenValidator:
                     seen_attempts = flow.send(None)
             except StopIteration as finished:
                 entry = finished.value
-        verdict = self._sender_check(entry, token, dpop_proof, method, url)
+        verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not await self._replay.first_use_async(
             verdict.replay_key, verdict.replay_ttl
         ):
@@ -281,7 +283,6 @@ class TokenValidator:
     def _sender_check(
         self,
         entry: _Verified,
-        token: str,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -300,7 +301,9 @@ class TokenValidator:
             raise InvalidToken("token is not DPoP-bound")
         if method is None or url is None:
             raise TypeError("a dpop_proof needs the request's method and url")
-        verdict = self._proofs.check(proof, token=token, method=method, url=url, now=self._clock())
+        verdict = self._proofs.check(
+            proof, ath=entry.ath, method=method, url=url, now=self._clock()
+        )
         if verdict.jkt != entry.jkt:
             raise InvalidDPoPProof("proof key does not match the token's binding")
         return verdict
@@ -382,7 +385,8 @@ class TokenValidator:
         # Until the key set is due for a refresh: then the full path refreshes it.
         valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
         bearer = jkt is None and self._dpop != "required"
-        entry = _Verified(token, principal, key, valid_until, jkt, bearer)
+        ath = None if jkt is None else access_token_hash(token)
+        entry = _Verified(token, principal, key, valid_until, jkt, bearer, ath)
         if not self._token_cache_size:
             return entry
         self._verified[token[-_CACHE_KEY_CHARS:]] = entry

@@ -162,7 +162,7 @@ def _proof_key(realm: LocalRealm, request: Request) -> str | None:
         return None
     try:
         verdict = realm._dpop_proofs.check(
-            proof, token=None, method="POST", url=realm.token_url, now=realm._clock()
+            proof, ath=None, method="POST", url=realm.token_url, now=realm._clock()
         )
     except InvalidDPoPProof as error:
         raise OAuthError(400, "invalid_dpop_proof", error.description) from None
