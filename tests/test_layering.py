@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(str(files("keycloak_m2m")))
-SANS_IO = ("_request", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal")
+SANS_IO = (
+    "_request",
+    "_asgi_scope",
+    "_jose",
+    "_claims",
+    "_keyset",
+    "_errors",
+    "_principal",
+    "_dpop",
+)
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {
     "httpx", "anyio", "fastapi", "starlette", "flask", "werkzeug", "litestar", "quart", "requests",
@@ -63,7 +72,9 @@ def test_no_adapter_imports_another(adapter: str) -> None:
     assert imports_of(adapter) & others == set()
 
 
-@pytest.mark.parametrize(("adapter", "framework"), [("fastapi", "fastapi"), ("flask", "flask")])
+@pytest.mark.parametrize(
+    ("adapter", "framework"), [("fastapi", "fastapi"), ("flask", "flask"), ("redis", "redis")]
+)
 def test_an_adapter_without_its_extra_names_the_extra(adapter: str, framework: str) -> None:
     probe = f"""
 import sys
