@@ -431,3 +431,17 @@ def test_introspection_cors_follows_the_introspecting_client(
         )
         assert response.json()["active"] is True
         assert ("access-control-allow-origin" in response.headers) is readable
+
+
+@pytest.mark.parametrize("url", ["discovery_url", "jwks_url", "issuer"])
+def test_public_documents_are_readable_from_any_origin(
+    realm: LocalRealm, http: httpx.Client, url: str
+) -> None:
+    # A browser page discovers the realm and fetches its keys, whatever its origin.
+    origin = {"Origin": "http://anywhere.example"}
+    response = http.get(getattr(realm, url), headers=origin)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://anywhere.example"
+    preflight = http.options(getattr(realm, url), headers=origin)
+    assert preflight.headers["access-control-allow-methods"] == "GET, OPTIONS"
+    assert "access-control-allow-origin" not in http.get(getattr(realm, url)).headers

@@ -26,6 +26,7 @@ PUBLIC_CORE = [
     "MalformedToken",
     "MemoryReplayCache",
     "MissingToken",
+    "MultiIssuerValidator",
     "NotServiceAccount",
     "Principal",
     "ReplayCache",

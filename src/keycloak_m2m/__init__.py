@@ -23,6 +23,7 @@ from ._errors import (
     UnknownKey,
     UseDPoPNonce,
 )
+from ._multi import MultiIssuerValidator
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._validator import DiscoveryError, TokenValidator
@@ -46,6 +47,7 @@ __all__ = [
     "MalformedToken",
     "MemoryReplayCache",
     "MissingToken",
+    "MultiIssuerValidator",
     "NotServiceAccount",
     "Principal",
     "ReplayCache",

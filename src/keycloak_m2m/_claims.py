@@ -40,6 +40,9 @@ class ClaimPolicy:
     profile: Profile
     allowed_clients: frozenset[str] | None
     service_accounts_only: bool
+    # Keycloak names the client a token was issued to in azp; a service that is itself that
+    # client (the Web Echo pattern) may count azp as an audience.
+    azp_as_audience: bool = False
 
 
 def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Principal:
@@ -47,7 +50,8 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     if claims.get("iss") != policy.issuer:
         raise InvalidIssuer()
     expires_at = _check_times(claims, policy.leeway, policy.profile, now)
-    _check_audience(claims.get("aud"), policy.audiences)
+    azp = claims.get("azp") if policy.azp_as_audience else None
+    _check_audience(claims.get("aud"), policy.audiences, azp if type(azp) is str else None)
     if policy.profile == "keycloak":
         typ = claims.get("typ")
         # Keycloak types its DPoP-bound access tokens "DPoP" (and only those).
@@ -67,6 +71,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     if subject is not None and type(subject) is not str:
         raise InvalidClaim("invalid sub")
     return verified_principal(
+        issuer=policy.issuer,
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,
@@ -120,14 +125,18 @@ def _check_times(claims: Mapping[str, Any], leeway: float, profile: Profile, now
         raise InvalidClaim("invalid time claim") from None
 
 
-def _check_audience(aud: object, accepted: frozenset[str]) -> None:
+def _check_audience(aud: object, accepted: frozenset[str], azp: str | None) -> None:
+    """``aud`` names an accepted audience, or ``azp`` does (given only when that counts).
+
+    A malformed ``aud`` is refused even when ``azp`` would do: its shape is never optional.
+    """
     if aud is None:
-        raise InvalidAudience()
-    if type(aud) is str:
-        if aud not in accepted:
-            raise InvalidAudience()
-        return
-    if accepted.isdisjoint(_string_set(aud, "aud")):
+        named = False
+    elif type(aud) is str:
+        named = aud in accepted
+    else:
+        named = not accepted.isdisjoint(_string_set(aud, "aud"))
+    if not named and (azp is None or azp not in accepted):
         raise InvalidAudience()
 
 

@@ -4,7 +4,7 @@ The policy is written once, without I/O, as generators that yield what they need
 
 * ``_request_flow`` builds one token-endpoint request, retries it with bounded backoff and reads
   the answer: it yields the request to send (and is resumed with the response or the transport
-  error) or a ``_Pause``;
+  error), a ``_Pause``, or a ``_ReloadSecret`` (resumed with whether the secret changed);
 * ``_renewal_flow`` wraps it for the client-credentials grant and records the outcome in the
   ``_TokenCache``, which decides when a cached token may be used;
 * ``_bearer_flow`` is httpx's auth flow plus one kind of step, ``_TokenWanted``.
@@ -17,27 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import math
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
+from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar, get_args
 from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
+from ._assertion import ASSERTION_TYPE, SigningKey, client_assertion, signing_key
 from ._client_dpop import DPoPKey, DPoPSession, PrivateKey
-from ._http import tls_context
+from ._environment import client_settings
+from ._http import Connection
 from ._locks import LoopLocks
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
-AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post"]
+AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+_AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +50,6 @@ _CLIENT_CREDENTIALS = "client_credentials"
 _TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 _ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 _TOKEN_PATH = "/protocol/openid-connect/token"  # noqa: S105 - a path
-_REQUIRED_ENV = ("KEYCLOAK_URL", "KEYCLOAK_REALM", "KEYCLOAK_CLIENT_ID", "KEYCLOAK_CLIENT_SECRET")
 # RFC 6750 b64token characters: anything else would not survive an Authorization header.
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Descriptions come from the server; a proxy's error page must not flood a log line.
@@ -176,8 +180,14 @@ class _TokenWanted:
     rejected: str | None
 
 
-_Step: TypeAlias = httpx.Request | _Pause
-_Outcome: TypeAlias = httpx.Response | httpx.RequestError | None
+@dataclass(frozen=True, slots=True)
+class _ReloadSecret:
+    """Read the secret file again: the server refused the client, maybe the secret rotated."""
+
+
+_Step: TypeAlias = httpx.Request | _Pause | _ReloadSecret
+# A bool answers a _ReloadSecret: whether the secret changed.
+_Outcome: TypeAlias = httpx.Response | httpx.RequestError | bool | None
 _T = TypeVar("_T")
 _Flow: TypeAlias = Generator[_Step, _Outcome, _T]
 # The driver sends back a str for a _TokenWanted and a Response for a Request.
@@ -288,8 +298,9 @@ class ClientCredentials(httpx.Auth):
     def __init__(
         self,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
+        client_secret_file: str | os.PathLike[str] | None = None,
         token_url: str | None = None,
         keycloak_url: str | None = None,
         realm: str | None = None,
@@ -303,12 +314,12 @@ class ClientCredentials(httpx.Auth):
         backoff: float = 0.5,
         max_backoff: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        verify: bool | str | ssl.SSLContext = True,
+        proxy: str | None = None,
+        private_key: SigningKey | None = None,
         dpop_key: PrivateKey | bool = False,
     ) -> None:
-        _require(
-            auth_method in ("client_secret_basic", "client_secret_post"),
-            "auth_method must be client_secret_basic or client_secret_post",
-        )
+        _require(auth_method in _AUTH_METHODS, "auth_method must be " + " or ".join(_AUTH_METHODS))
         _require(
             audience is None or (isinstance(audience, str) and audience != ""),
             "audience must be a non-empty string",
@@ -321,10 +332,33 @@ class ClientCredentials(httpx.Auth):
         )
         _require(type(max_retries) is int and max_retries >= 0, "max_retries must be an int >= 0")
         _require(callable(clock), "clock must be a callable returning seconds")
+        # private_key_jwt signs an assertion with the key; the others send a secret.
+        signs = auth_method == "private_key_jwt"
+        _require(
+            (private_key is not None) == signs,
+            "private_key goes with auth_method='private_key_jwt', and that method needs it",
+        )
+        self._signer = None if private_key is None else signing_key(private_key)
+        _require(
+            (client_secret is None) != (client_secret_file is None) or signs,
+            "give client_secret or client_secret_file, one of them",
+        )
+        _require(
+            not signs or (client_secret is None and client_secret_file is None),
+            "private_key_jwt sends no secret: give no client_secret or client_secret_file",
+        )
+        # With a file, the secret is read again when the server refuses it (a rotation).
+        self._secret_file = None if client_secret_file is None else os.fspath(client_secret_file)
+        if signs:
+            secret = ""
+        elif self._secret_file is None:
+            secret = _text("client_secret", client_secret)
+        else:
+            secret = _read_secret(self._secret_file)
         self._settings = _Settings(
             token_url=_token_url(token_url, keycloak_url, realm, legacy_auth_prefix),
             client_id=_text("client_id", client_id),
-            client_secret=_text("client_secret", client_secret),
+            client_secret=secret,
             scopes=_scope_names(scopes),
             audience=audience,
             auth_method=auth_method,
@@ -332,29 +366,37 @@ class ClientCredentials(httpx.Auth):
             timeout=float(timeout),
             retry=_Retry(max_retries, float(backoff), float(max_backoff)),
         )
+        self._connection = Connection.create(verify, proxy)
         self._clock = clock
         self._dpop = _dpop_session(dpop_key)
         self._cache = _TokenCache(clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
-        if self._settings.token_url.startswith("https:"):
-            tls_context()  # load CA certificates now, not inside the event loop on first use
+        # Load CA certificates now, not inside the event loop on first use.
+        self._connection.warm(self._settings.token_url)
+
+    def _reload_secret(self) -> bool:
+        """Read the secret file again; whether the secret changed (a rotated secret)."""
+        assert self._secret_file is not None  # only asked for with a secret file
+        try:
+            secret = _read_secret(self._secret_file)
+        except ValueError as error:
+            # Mid-rotation the file may be briefly absent: keep the secret we have.
+            _log.warning("client %r: %s; keeping the current secret", self.client_id, error)
+            return False
+        if secret == self._settings.client_secret:
+            return False
+        self._settings = dataclasses.replace(self._settings, client_secret=secret)
+        _log.info("client %r: the secret file changed; using the new secret", self.client_id)
+        return True
 
     @classmethod
-    def from_env(cls, **options: Any) -> ClientCredentials:
+    def from_env(cls, **overrides: Any) -> ClientCredentials:
         """Build from ``KEYCLOAK_URL``, ``KEYCLOAK_REALM``, ``KEYCLOAK_CLIENT_ID``,
-        ``KEYCLOAK_CLIENT_SECRET`` and the optional ``KEYCLOAK_SCOPES`` (space- or
-        comma-separated); ``options`` go to the constructor."""
-        missing = [name for name in _REQUIRED_ENV if not os.environ.get(name)]
-        _require(not missing, "missing environment variables: " + ", ".join(missing))
-        return cls(
-            os.environ["KEYCLOAK_CLIENT_ID"],
-            os.environ["KEYCLOAK_CLIENT_SECRET"],
-            keycloak_url=os.environ["KEYCLOAK_URL"],
-            realm=os.environ["KEYCLOAK_REALM"],
-            scopes=os.environ.get("KEYCLOAK_SCOPES", "").replace(",", " "),
-            **options,
-        )
+        ``KEYCLOAK_CLIENT_SECRET``, and the optional ``KEYCLOAK_AUTH_PATH`` (``/auth`` before
+        Keycloak 17), ``KEYCLOAK_SCOPES`` (commas or spaces) and ``KEYCLOAK_CA_BUNDLE``;
+        ``overrides`` go to the constructor and win."""
+        return cls(**client_settings(os.environ, overrides))
 
     @property
     def client_id(self) -> str:
@@ -528,12 +570,11 @@ class ClientCredentials(httpx.Auth):
         return token
 
     def _http_options(self) -> dict[str, Any]:
-        url = self._settings.token_url
         return {
             "timeout": self._settings.timeout,
             # A redirected POST could carry the secret elsewhere; the token URL must be exact.
             "follow_redirects": False,
-            "verify": tls_context() if url.startswith("https:") else False,
+            **self._connection.options(self._settings.token_url),
         }
 
     def _run(self, flow: _Flow[_T]) -> _T:
@@ -545,6 +586,8 @@ class ClientCredentials(httpx.Auth):
                     if isinstance(step, _Pause):
                         time.sleep(step.seconds)
                         outcome = None
+                    elif isinstance(step, _ReloadSecret):
+                        outcome = self._reload_secret()
                     else:
                         try:
                             outcome = client.send(step)
@@ -563,6 +606,8 @@ class ClientCredentials(httpx.Auth):
                     if isinstance(step, _Pause):
                         await asyncio.sleep(step.seconds)
                         outcome = None
+                    elif isinstance(step, _ReloadSecret):
+                        outcome = await asyncio.to_thread(self._reload_secret)
                     else:
                         try:
                             outcome = await client.send(step)
@@ -606,14 +651,20 @@ class ClientCredentials(httpx.Auth):
 
     def _request_flow(self, form: dict[str, str]) -> _Flow[_Issued]:
         """One grant: send, retry connection errors and 5xx with backoff, read the answer."""
-        request = self._token_request(form)
         retry = self._settings.retry
         attempt = 0
+        reload_secret = self._secret_file is not None
         while True:
             attempt += 1
             requested_at = self._clock()
-            outcome = yield request
+            # Built for each send: a client assertion must not be sent twice (its jti).
+            outcome = yield self._token_request(form)
             if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
+                if reload_secret and _client_refused(outcome):
+                    reload_secret = False  # once per request: a wrong file must not loop
+                    if (yield _ReloadSecret()) is True:
+                        attempt -= 1  # the same attempt, with the rotated secret
+                        continue
                 return self._issued(outcome, requested_at, form)
             if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
                 raise self._failure(f"the answer could not be read ({type(outcome).__name__})")
@@ -637,6 +688,12 @@ class ClientCredentials(httpx.Auth):
             # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
             pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        elif self._signer is not None:
+            # RFC 7523 section 2.2; the assertion reads the wall clock, not the renewal clock.
+            assertion = client_assertion(
+                self._signer, settings.client_id, settings.token_url, time.time()
+            )
+            form = {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
         else:
             form = {
                 **form,
@@ -675,9 +732,10 @@ class ClientCredentials(httpx.Auth):
         return _Issued(body["access_token"], requested_at + lifetime - margin)
 
     def _sensitive(self, form: dict[str, str]) -> tuple[str, ...]:
-        subject_token = form.get("subject_token")
-        secret = self._settings.client_secret
-        return (secret,) if subject_token is None else (secret, subject_token)
+        # An empty value (private_key_jwt has no secret) must not be "redacted" everywhere.
+        return tuple(
+            value for value in (self._settings.client_secret, form.get("subject_token")) if value
+        )
 
     def _failure(
         self,
@@ -711,6 +769,28 @@ class ClientCredentials(httpx.Auth):
             error=error,
             error_description=description,
         )
+
+
+def _client_refused(response: httpx.Response) -> bool:
+    """Whether the token endpoint refused the client's credentials: ``invalid_client``
+    (RFC 6749), or ``unauthorized_client``, which Keycloak answers for a wrong secret."""
+    if response.status_code != 401:
+        return False
+    error, _ = _oauth_error(response, ())
+    return error in ("invalid_client", "unauthorized_client")
+
+
+def _read_secret(path: str) -> str:
+    """The secret in ``path``, without the line end an editor or ``kubectl`` may leave."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"client_secret_file {path} cannot be read ({type(error).__name__})"
+        ) from None
+    _require(secret != "", f"client_secret_file {path} is empty")
+    return secret
 
 
 def _dpop_session(dpop_key: PrivateKey | bool) -> DPoPSession | None:

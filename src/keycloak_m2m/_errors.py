@@ -200,18 +200,32 @@ class InsufficientScope(AuthError):
         missing_roles: Iterable[str] = (),
         missing_client_roles: Iterable[tuple[str, str]] = (),
         missing_scopes: Iterable[str] = (),
+        wanted_any_roles: Iterable[str] = (),
+        wanted_any_scopes: Iterable[str] = (),
+        refused_by_policy: bool = False,
     ) -> None:
         self.missing_roles = tuple(missing_roles)
         self.missing_client_roles = tuple(missing_client_roles)
         self.missing_scopes = tuple(missing_scopes)
+        # Alternatives of which the caller holds none (any_roles=, any_scopes=).
+        self.wanted_any_roles = tuple(wanted_any_roles)
+        self.wanted_any_scopes = tuple(wanted_any_scopes)
+        self.refused_by_policy = refused_by_policy
         parts = []
         if self.missing_roles:
             parts.append("missing realm roles: " + ", ".join(self.missing_roles))
+        if self.wanted_any_roles:
+            parts.append("needs one of realm roles: " + ", ".join(self.wanted_any_roles))
         if self.missing_client_roles:
             named = (f"{client}/{role}" for client, role in self.missing_client_roles)
             parts.append("missing client roles: " + ", ".join(named))
         if self.missing_scopes:
             parts.append("missing scopes: " + ", ".join(self.missing_scopes))
+        if self.wanted_any_scopes:
+            parts.append("needs one of scopes: " + ", ".join(self.wanted_any_scopes))
+        if refused_by_policy:
+            # Fixed: whatever the application's check looked at stays on the server.
+            parts.append("refused by the access policy")
         super().__init__("; ".join(parts) or None)
 
     def _challenge_params(self) -> list[tuple[str, str]]:

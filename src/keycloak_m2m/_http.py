@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -22,10 +23,73 @@ import httpx
 _USER_AGENT = "keycloak-m2m"
 
 
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Which certificate authorities to trust and which proxy to use: every outgoing request of
+    the package (keys, discovery, token endpoint) takes its TLS settings from here.
+
+    ``context`` None means httpx's default, which honours ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR``; ``proxy`` None leaves httpx's ``HTTP(S)_PROXY``/``NO_PROXY`` handling on.
+    """
+
+    context: ssl.SSLContext | None = None
+    proxy: str | None = None
+
+    @classmethod
+    def create(cls, verify: bool | str | ssl.SSLContext, proxy: str | None) -> Connection:
+        """Check ``verify`` (True, a CA bundle path or an SSLContext) and ``proxy`` (a URL).
+
+        A CA bundle is loaded here, once: loading certificates blocks, and must not happen
+        inside an event loop on the first request.
+        """
+        if proxy is not None and not _is_proxy_url(proxy):
+            raise ValueError("proxy must be a URL such as http://proxy.internal:3128")
+        if isinstance(verify, ssl.SSLContext):
+            return cls(verify, proxy)
+        if verify is True:
+            return cls(None, proxy)
+        if isinstance(verify, str) and verify:
+            return cls(_ca_bundle_context(verify), proxy)
+        # verify=False is refused on purpose: a token validator that trusts any certificate
+        # trusts anyone on the path to publish its keys.
+        raise ValueError("verify must be True, a CA bundle path, or an ssl.SSLContext")
+
+    def warm(self, url: str) -> None:
+        """Load the default CA certificates now if ``url`` will need them."""
+        if self.context is None and url.startswith("https:"):
+            tls_context()
+
+    def options(self, url: str) -> dict[str, Any]:
+        """The httpx client options for requests to ``url``."""
+        if not url.startswith("https:"):
+            return {"verify": False, "proxy": self.proxy}
+        return {"verify": self.context or tls_context(), "proxy": self.proxy}
+
+
+def _is_proxy_url(proxy: object) -> bool:
+    if not isinstance(proxy, str):
+        return False
+    parts = urlsplit(proxy)
+    return parts.scheme in _PROXY_SCHEMES and bool(parts.hostname)
+
+
+def _ca_bundle_context(path: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError(f"no CA bundle file at {path}") from None
+    except (ssl.SSLError, OSError) as error:
+        raise ValueError(f"{path} is not a readable PEM CA bundle ({error})") from None
+
+
 @dataclass(frozen=True, slots=True)
 class FetchPolicy:
     timeout: float = 5.0
     max_bytes: int = 256 * 1024
+    connection: Connection = Connection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +116,7 @@ def _client_options(url: str, policy: FetchPolicy) -> dict[str, Any]:
             "Accept-Encoding": "identity",
             "User-Agent": _USER_AGENT,
         },
-        "verify": tls_context() if url.startswith("https:") else False,
+        **policy.connection.options(url),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +23,27 @@ class Principal:
     scopes: frozenset[str]
     claims: Mapping[str, Any]
     expires_at: float
+    # The issuer (realm URL) that vouched for the caller: which realm, when a service trusts
+    # several.
+    issuer: str
 
     def require(
         self,
         roles: Iterable[str] = (),
         client_roles: Mapping[str, Iterable[str]] | None = None,
         scopes: Iterable[str] = (),
+        *,
+        any_roles: Iterable[str] = (),
+        any_scopes: Iterable[str] = (),
+        allow: Callable[[Principal], bool] | None = None,
     ) -> None:
-        """Raise InsufficientScope naming every required role and scope the caller lacks."""
+        """Raise InsufficientScope unless the caller holds every one of ``roles``,
+        ``client_roles`` and ``scopes``, at least one of ``any_roles`` and of ``any_scopes``
+        (when given), and then ``allow(self)`` returns True.
+
+        The refusal names everything missing at once. ``allow`` runs only once the rest holds,
+        so it may rely on it; anything but True refuses, with a fixed description.
+        """
         missing_roles = [role for role in as_names(roles) if role not in self.realm_roles]
         missing_client_roles = [
             (client, role)
@@ -39,15 +52,24 @@ class Principal:
             if role not in self.client_roles.get(client, frozenset())
         ]
         missing_scopes = [scope for scope in as_names(scopes) if scope not in self.scopes]
-        if missing_roles or missing_client_roles or missing_scopes:
+        one_of_roles = as_names(any_roles)
+        one_of_scopes = as_names(any_scopes)
+        lacks_roles = bool(one_of_roles) and self.realm_roles.isdisjoint(one_of_roles)
+        lacks_scopes = bool(one_of_scopes) and self.scopes.isdisjoint(one_of_scopes)
+        if missing_roles or missing_client_roles or missing_scopes or lacks_roles or lacks_scopes:
             raise InsufficientScope(
                 missing_roles=missing_roles,
                 missing_client_roles=missing_client_roles,
                 missing_scopes=missing_scopes,
+                wanted_any_roles=one_of_roles if lacks_roles else (),
+                wanted_any_scopes=one_of_scopes if lacks_scopes else (),
             )
+        if allow is not None and allow(self) is not True:
+            raise InsufficientScope(refused_by_policy=True)
 
 
 def verified_principal(
+    issuer: str,
     client_id: str,
     subject: str | None,
     is_service_account: bool,
@@ -64,6 +86,7 @@ def verified_principal(
     """
     principal = object.__new__(Principal)
     principal.__dict__.update(
+        issuer=issuer,
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, Protocol, cast
+from typing import Final, NamedTuple, Protocol, TypedDict, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import AuthError, InvalidDPoPProof, InvalidRequest, MissingToken
@@ -28,6 +28,7 @@ __all__ = [
     "Presented",
     "ReadBody",
     "Requirement",
+    "RequirementOptions",
     "TokenVerifier",
     "error_answer",
 ]
@@ -53,7 +54,7 @@ _CHALLENGES: Final = {
 
 
 class TokenVerifier(Protocol):
-    """What the step needs of a validator; a TokenValidator is one."""
+    """What the step needs of a validator; a TokenValidator and a MultiIssuerValidator are."""
 
     @property
     def issuer(self) -> str: ...
@@ -162,29 +163,54 @@ def error_answer(error: AuthError, realm: str) -> ErrorAnswer:
     return ErrorAnswer(error.status_code, headers, body)
 
 
+class RequirementOptions(TypedDict, total=False):
+    """The requirement keywords of every adapter (``**requirement``); ``Requirement.of`` reads
+    them, so each adapter's signature need not repeat the list."""
+
+    roles: Iterable[str]
+    client_roles: Mapping[str, Iterable[str]] | None
+    scopes: Iterable[str]
+    any_roles: Iterable[str]
+    any_scopes: Iterable[str]
+    allow: Callable[[Principal], bool] | None
+    optional: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Requirement:
-    """What a route asks of its caller: roles, client roles and scopes (all required), and
+    """What a route asks of its caller: roles, client roles and scopes (all required), at least
+    one of ``any_roles`` and of ``any_scopes``, the application's own ``allow`` check, and
     whether a request without a token may pass as anonymous."""
 
     roles: tuple[str, ...] = ()
     client_roles: Mapping[str, tuple[str, ...]] | None = None
     scopes: tuple[str, ...] = ()
+    any_roles: tuple[str, ...] = ()
+    any_scopes: tuple[str, ...] = ()
+    allow: Callable[[Principal], bool] | None = None
     optional: bool = False
     # Whether there is anything to check once the caller is known; read on every request.
     grants: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "grants", bool(self.roles or self.client_roles or self.scopes))
+        checks = (self.roles, self.client_roles, self.scopes, self.any_roles, self.any_scopes)
+        object.__setattr__(self, "grants", any(checks) or self.allow is not None)
 
     @classmethod
     def of(
         cls,
+        *,
         roles: Iterable[str] = (),
         client_roles: Mapping[str, Iterable[str]] | None = None,
         scopes: Iterable[str] = (),
+        any_roles: Iterable[str] = (),
+        any_scopes: Iterable[str] = (),
+        allow: Callable[[Principal], bool] | None = None,
         optional: bool = False,
     ) -> Requirement:
+        """The requirement from an adapter's keywords; a misspelt one is a TypeError here."""
+        if allow is not None and not callable(allow):
+            raise ValueError("allow must be a callable taking the Principal and returning bool")
         # Read the names once, at setup: a generator passed in would be empty on the next request.
         return cls(
             roles=as_names(roles),
@@ -194,12 +220,22 @@ class Requirement:
                 else {client: as_names(names) for client, names in client_roles.items()}
             ),
             scopes=as_names(scopes),
+            any_roles=as_names(any_roles),
+            any_scopes=as_names(any_scopes),
+            allow=allow,
             optional=optional,
         )
 
     def check(self, principal: Principal, extra_scopes: Sequence[str] = ()) -> None:
         """Raise InsufficientScope naming whatever the caller lacks."""
-        principal.require(self.roles, self.client_roles, (*self.scopes, *extra_scopes))
+        principal.require(
+            self.roles,
+            self.client_roles,
+            (*self.scopes, *extra_scopes),
+            any_roles=self.any_roles,
+            any_scopes=self.any_scopes,
+            allow=self.allow,
+        )
 
 
 ANY_CALLER: Final = Requirement()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -20,8 +21,9 @@ from urllib.parse import urlsplit
 
 from ._claims import PROFILES, ClaimPolicy, Profile, bound_thumbprint, check_claims
 from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
+from ._environment import validator_settings
 from ._errors import InvalidDPoPProof, InvalidSignature, InvalidToken
-from ._http import FetchFailure, FetchPolicy, fetch, fetch_async, tls_context
+from ._http import Connection, FetchFailure, FetchPolicy, fetch, fetch_async
 from ._jose import (
     ASYMMETRIC_ALGORITHMS,
     DEFAULT_ALGORITHMS,
@@ -89,6 +91,7 @@ class TokenValidator:
         jwks_url: str | None = None,
         keycloak_url: str | None = None,
         allowed_clients: str | Iterable[str] | None = None,
+        azp_as_audience: bool = False,
         service_accounts_only: bool = True,
         profile: Profile = "keycloak",
         leeway: float = 30.0,
@@ -102,6 +105,8 @@ class TokenValidator:
         jwks_timeout: float = 5.0,
         jwks_max_bytes: int = 256 * 1024,
         token_cache_size: int = 4096,
+        verify: bool | str | ssl.SSLContext = True,
+        proxy: str | None = None,
         dpop: DPoPMode = "allowed",
         dpop_max_age: float = 60.0,
         replay_cache: ReplayCache | None = None,
@@ -151,6 +156,7 @@ class TokenValidator:
                 None if allowed_clients is None else _names("allowed_clients", allowed_clients)
             ),
             service_accounts_only=bool(service_accounts_only),
+            azp_as_audience=bool(azp_as_audience),
         )
         self._clock = clock
         self._max_token_size = max_token_size
@@ -162,7 +168,11 @@ class TokenValidator:
                 max_stale=float(jwks_max_stale),
             )
         )
-        self._fetch_policy = FetchPolicy(timeout=float(jwks_timeout), max_bytes=jwks_max_bytes)
+        self._fetch_policy = FetchPolicy(
+            timeout=float(jwks_timeout),
+            max_bytes=jwks_max_bytes,
+            connection=Connection.create(verify, proxy),
+        )
         self._headers: dict[bytes, Header] = {}
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._token_cache_size = token_cache_size
@@ -175,8 +185,8 @@ class TokenValidator:
         self._replay: ReplayCache = replay_cache or MemoryReplayCache()
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
-        if self._jwks_url.startswith("https:"):
-            tls_context()  # load CA certificates now, not inside the event loop on first use
+        # Load CA certificates now, not inside the event loop on first use.
+        self._fetch_policy.connection.warm(self._jwks_url)
 
     # --- configuration, read-only -------------------------------------------------------------
 
@@ -196,8 +206,25 @@ class TokenValidator:
     def dpop(self) -> DPoPMode:
         return self._dpop
 
+    @property
+    def max_token_size(self) -> int:
+        return self._max_token_size
+
     def __repr__(self) -> str:
         return f"TokenValidator(issuer={self.issuer!r}, audience={sorted(self.audiences)!r})"
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> TokenValidator:
+        """Build from the environment (the Web Echo seed's names); ``overrides`` win.
+
+        ``KEYCLOAK_URL`` (where keys are fetched), ``KEYCLOAK_REALM`` and ``KEYCLOAK_AUDIENCE``
+        (commas or spaces) are required; ``KEYCLOAK_PUBLIC_URL`` (the base ``iss`` names,
+        default ``KEYCLOAK_URL``), ``KEYCLOAK_AUTH_PATH`` (``/auth`` before Keycloak 17),
+        ``KEYCLOAK_ALLOWED_CLIENTS``, ``KEYCLOAK_AZP_AS_AUDIENCE`` (true/false/1/0) and
+        ``KEYCLOAK_CA_BUNDLE`` are optional. The issuer is ``KEYCLOAK_PUBLIC_URL +
+        KEYCLOAK_AUTH_PATH + "/realms/" + KEYCLOAK_REALM``.
+        """
+        return cls(**validator_settings(os.environ, overrides))
 
     # --- discovery ----------------------------------------------------------------------------
 
@@ -206,7 +233,7 @@ class TokenValidator:
         cls, issuer: str, audience: str | Iterable[str], **options: Any
     ) -> TokenValidator:
         """Build a validator whose key set URL comes from the issuer's discovery document."""
-        document = fetch(_discovery_url(issuer), FetchPolicy())
+        document = fetch(_discovery_url(issuer), _discovery_policy(options))
         return cls(issuer, audience, jwks_url=_jwks_uri_from(document, issuer, options), **options)
 
     @classmethod
@@ -214,7 +241,7 @@ class TokenValidator:
         cls, issuer: str, audience: str | Iterable[str], **options: Any
     ) -> TokenValidator:
         """``from_discovery`` without blocking the event loop."""
-        document = await fetch_async(_discovery_url(issuer), FetchPolicy())
+        document = await fetch_async(_discovery_url(issuer), _discovery_policy(options))
         return cls(issuer, audience, jwks_url=_jwks_uri_from(document, issuer, options), **options)
 
     # --- the drivers --------------------------------------------------------------------------
@@ -451,6 +478,14 @@ def _key_set_url(issuer: str, jwks_url: str | None, keycloak_url: str | None) ->
         base = _http_url("keycloak_url", keycloak_url).rstrip("/")
         return base + urlsplit(issuer).path.rstrip("/") + _CERTS_PATH
     return _http_url("issuer", issuer).rstrip("/") + _CERTS_PATH
+
+
+def _discovery_policy(options: dict[str, Any]) -> FetchPolicy:
+    """Discovery goes out as the key fetches will: same deadline, CAs and proxy."""
+    timeout = options.get("jwks_timeout", 5.0)
+    _require(_is_number(timeout) and timeout > 0, "jwks_timeout must be a number > 0")
+    connection = Connection.create(options.get("verify", True), options.get("proxy"))
+    return FetchPolicy(timeout=float(timeout), connection=connection)
 
 
 def _discovery_url(issuer: str) -> str:

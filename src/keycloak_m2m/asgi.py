@@ -12,14 +12,17 @@ an excluded path, or with ``optional=True`` and no token) get ``ANONYMOUS`` in b
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._asgi_scope import presented
 from ._errors import AuthError, KeysUnavailable
 from ._principal import Principal
-from ._request import ErrorAnswer, Gate, Need, Requirement, TokenVerifier
+from ._request import ErrorAnswer, Gate, Need, Requirement, RequirementOptions, TokenVerifier
+
+if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
+    from typing_extensions import Unpack
 
 __all__ = ["ANONYMOUS", "Anonymous", "ServiceUser", "TokenAuthMiddleware"]
 
@@ -87,13 +90,14 @@ class TokenAuthMiddleware:
 
     ``exclude_paths`` are request paths (``scope["path"]``) left open, e.g. health checks; an
     entry ending in ``*`` opens every path starting with what precedes it (``"/docs*"``), the
-    others match exactly. ``roles``, ``client_roles`` and ``scopes`` must all be held by the
-    caller; wrap a single route or mount with another instance for per-route requirements. With
-    ``optional`` a request without a token passes as ``ANONYMOUS``; a bad token is still
-    refused. ``realm`` names the protection space in ``WWW-Authenticate`` (default: the
-    validator's issuer). ``public_url`` (``"https://api.example.com"``) is the address clients
-    call, for a service behind a proxy: DPoP proofs name it. ``lifespan`` and any other scope
-    type pass through untouched.
+    others match exactly. The requirement keywords are those of ``Principal.require``:
+    ``roles``, ``client_roles`` and ``scopes`` (all held), ``any_roles`` and ``any_scopes`` (one
+    of each held), ``allow`` (the application's check on the Principal); wrap a single route or
+    mount with another instance for per-route requirements. With ``optional`` a request without
+    a token passes as ``ANONYMOUS``; a bad token is still refused. ``realm`` names the
+    protection space in ``WWW-Authenticate`` (default: the validator's issuer). ``public_url``
+    (``"https://api.example.com"``) is the address clients call, for a service behind a proxy:
+    DPoP proofs name it. ``lifespan`` and any other scope type pass through untouched.
     """
 
     def __init__(
@@ -102,12 +106,9 @@ class TokenAuthMiddleware:
         *,
         validator: TokenVerifier,
         exclude_paths: Iterable[str] = (),
-        roles: Iterable[str] = (),
-        client_roles: Mapping[str, Iterable[str]] | None = None,
-        scopes: Iterable[str] = (),
-        optional: bool = False,
         realm: str | None = None,
         public_url: str | None = None,
+        **requirement: Unpack[RequirementOptions],
     ) -> None:
         paths = tuple(exclude_paths)
         if not all(isinstance(path, str) and path.startswith("/") for path in paths):
@@ -116,7 +117,7 @@ class TokenAuthMiddleware:
         self._open_paths = frozenset(path for path in paths if not path.endswith("*"))
         self._open_prefixes = tuple(path[:-1] for path in paths if path.endswith("*"))
         self._gate = Gate(validator, realm, public_url)
-        self._requirement = Requirement.of(roles, client_roles, scopes, optional)
+        self._requirement = Requirement.of(**requirement)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Handle one connection; ``Any`` for the same reason as ``ASGIApp``."""

@@ -110,6 +110,11 @@ def _add_verify(commands: Subparsers) -> None:
         metavar="API",
         help="an accepted audience (repeat for several)",
     )
+    parser.add_argument(
+        "--azp-as-audience",
+        action="store_true",
+        help="accept a token issued to an --audience (azp) even if aud does not name it",
+    )
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--jwks-url", help="where the keys are (default: from the issuer)")
     keys.add_argument("--keycloak-url", help="Keycloak's internal base URL, for the keys")
@@ -119,7 +124,11 @@ def _add_verify(commands: Subparsers) -> None:
 def _run_verify(args: argparse.Namespace) -> int:
     try:
         validator = TokenValidator(
-            args.issuer, args.audience, jwks_url=args.jwks_url, keycloak_url=args.keycloak_url
+            args.issuer,
+            args.audience,
+            jwks_url=args.jwks_url,
+            keycloak_url=args.keycloak_url,
+            azp_as_audience=args.azp_as_audience,
         )
     except ValueError as error:
         raise _Failure(str(error), _USAGE_ERROR) from None
@@ -144,8 +153,9 @@ def _add_token(commands: Subparsers) -> None:
         "token",
         help="print a fresh access token of the client configured in the environment",
         description="Print a fresh access token (client-credentials grant) for use in scripts. "
-        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET and "
-        "optionally KEYCLOAK_SCOPES.",
+        "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET (or "
+        "KEYCLOAK_CLIENT_SECRET_FILE) and optionally KEYCLOAK_AUTH_PATH, KEYCLOAK_SCOPES and "
+        "KEYCLOAK_CA_BUNDLE.",
     )
     parser.add_argument(
         "--retries",

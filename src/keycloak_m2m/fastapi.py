@@ -22,9 +22,9 @@ client credentials when ``token_url`` is given, so Swagger UI's Authorize button
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import aclosing
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 try:
@@ -43,7 +43,10 @@ from starlette.responses import Response
 from ._asgi_scope import presented
 from ._errors import AuthError
 from ._principal import Principal
-from ._request import ANY_CALLER, ErrorAnswer, Gate, Requirement, TokenVerifier
+from ._request import ANY_CALLER, ErrorAnswer, Gate, Requirement, RequirementOptions, TokenVerifier
+
+if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
+    from typing_extensions import Unpack
 
 __all__ = ["TokenAuth"]
 
@@ -125,20 +128,14 @@ class TokenAuth(SecurityBase):
         assert principal is not None  # not optional: a missing token was refused
         return principal
 
-    def require(
-        self,
-        *,
-        roles: Iterable[str] = (),
-        client_roles: Mapping[str, Iterable[str]] | None = None,
-        scopes: Iterable[str] = (),
-        optional: bool = False,
-    ) -> _Dependency:
-        """A dependency that also requires every named role, client role and scope.
+    def require(self, **requirement: Unpack[RequirementOptions]) -> _Dependency:
+        """A dependency that also checks a requirement, with the keywords of
+        ``Principal.require``: ``roles``, ``client_roles``, ``scopes`` (all held), ``any_roles``,
+        ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token gets None; a bad token is still refused.
         """
-        requirement = Requirement.of(roles, client_roles, scopes, optional)
-        return _Dependency(self, requirement)
+        return _Dependency(self, Requirement.of(**requirement))
 
     async def _authenticate(
         self, request: Request, requirement: Requirement, security_scopes: Sequence[str]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 try:
     from flask import Flask, Response, current_app, g, request
@@ -30,7 +30,10 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
 
 from ._errors import AuthError
 from ._principal import Principal
-from ._request import Gate, Presented, Requirement, TokenVerifier
+from ._request import Gate, Presented, Requirement, RequirementOptions, TokenVerifier
+
+if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
+    from typing_extensions import Unpack
 from ._validator import TokenValidator
 
 __all__ = ["CONFIG_PREFIX", "TokenAuth", "current_principal"]
@@ -89,20 +92,15 @@ class TokenAuth:
         self._check_order(app, settled=False)
         app.before_request(lambda: self._check_order(current_app))
 
-    def require(
-        self,
-        *,
-        roles: Iterable[str] = (),
-        client_roles: Mapping[str, Iterable[str]] | None = None,
-        scopes: Iterable[str] = (),
-        optional: bool = False,
-    ) -> Callable[[View], View]:
-        """Decorate a view so it runs only for a valid token holding everything named.
+    def require(self, **requirement: Unpack[RequirementOptions]) -> Callable[[View], View]:
+        """Decorate a view so it runs only for a valid token meeting the requirement, with the
+        keywords of ``Principal.require``: ``roles``, ``client_roles``, ``scopes`` (all held),
+        ``any_roles``, ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token runs the view as anonymous (the principal is
         None); a bad token is still refused.
         """
-        requirement = Requirement.of(roles, client_roles, scopes, optional)
+        checked = Requirement.of(**requirement)
 
         def decorate(view: View) -> View:
             self._unguarded[view] = getattr(view, "__qualname__", repr(view))
@@ -110,7 +108,7 @@ class TokenAuth:
 
                 @functools.wraps(view)
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    refusal = self._admit(requirement)
+                    refusal = self._admit(checked)
                     if refusal is not None:
                         return refusal
                     return await view(*args, **kwargs)
@@ -119,7 +117,7 @@ class TokenAuth:
 
             @functools.wraps(view)
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                refusal = self._admit(requirement)
+                refusal = self._admit(checked)
                 if refusal is not None:
                     return refusal
                 return view(*args, **kwargs)
@@ -195,11 +193,6 @@ def _read_body(limit: int) -> bytes:
 
 
 def _validator_from_config(config: Mapping[str, Any]) -> TokenValidator:
-    missing = [
-        CONFIG_PREFIX + name for name in _REQUIRED_SETTINGS if CONFIG_PREFIX + name not in config
-    ]
-    if missing:
-        raise RuntimeError(f"set {' and '.join(missing)} in app.config, or pass a validator")
     options = _validator_options()
     known = {*_REQUIRED_SETTINGS, _REALM_SETTING, *(name.upper() for name in options)}
     # A misspelt setting (say KEYCLOAK_M2M_ALLOWED_CLIENT) would silently loosen the checks.
@@ -215,9 +208,27 @@ def _validator_from_config(config: Mapping[str, Any]) -> TokenValidator:
         for name in options
         if CONFIG_PREFIX + name.upper() in config
     }
+    given = [name for name in _REQUIRED_SETTINGS if CONFIG_PREFIX + name in config]
+    if not given:
+        return _validator_from_environment(chosen)
+    if len(given) < len(_REQUIRED_SETTINGS):
+        missing = [CONFIG_PREFIX + name for name in _REQUIRED_SETTINGS if name not in given]
+        raise RuntimeError(f"set {' and '.join(missing)} in app.config, or pass a validator")
     return TokenValidator(
         config[CONFIG_PREFIX + "ISSUER"], config[CONFIG_PREFIX + "AUDIENCE"], **chosen
     )
+
+
+def _validator_from_environment(options: Mapping[str, Any]) -> TokenValidator:
+    """Neither issuer nor audience in app.config: the KEYCLOAK_* environment variables, with
+    the other KEYCLOAK_M2M_* settings on top."""
+    try:
+        return TokenValidator.from_env(**options)
+    except ValueError as error:
+        raise RuntimeError(
+            f"no {CONFIG_PREFIX}ISSUER and {CONFIG_PREFIX}AUDIENCE in app.config, and the "
+            f"environment does not configure a validator either: {error}"
+        ) from None
 
 
 def _validator_options() -> tuple[str, ...]:

@@ -108,7 +108,11 @@ def test_inspect_warns(live_realm: LocalRealm, capsys: pytest.CaptureFixture[str
 def test_inspect_warns_about_a_user_token_and_default_audience(
     live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    token = live_realm.mint(claims={"preferred_username": "alice"})  # aud is only "account"
+    # A user's token: no client_id (Keycloak writes it for service accounts only), and a
+    # username of its own. aud is only "account".
+    token = live_realm.mint(
+        claims={"preferred_username": "alice"}, remove=["client_id", "clientId"]
+    )
 
     assert main(["inspect", token]) == 0
 

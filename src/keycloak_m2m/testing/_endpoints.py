@@ -47,35 +47,51 @@ _POST_OPTIONS: Final = "POST, OPTIONS"
 # Documents
 
 
+def _public_document(
+    request: Request,
+    document: Callable[[], Mapping[str, Any]],
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Response:
+    """GET (or HEAD) of a public JSON document. Keycloak lets any origin read these, so a
+    browser page can discover the realm and fetch its keys."""
+    if request.method == "OPTIONS":
+        return preflight(request, "GET, OPTIONS")
+    if request.method not in ("GET", "HEAD"):
+        return method_not_allowed("GET", "HEAD")
+    response = json_response(200, document(), headers=headers)
+    return with_cors(response, request, None, any_origin=True)
+
+
 def realm_page(realm: LocalRealm, request: Request) -> Response:
     """Keycloak's realm information (``GET /realms/<realm>``), which python-keycloak's
     ``public_key()`` and older adapters read: the public_key is the newest RS256 key, omitted
     (as Keycloak omits nulls) when the realm has none."""
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed("GET", "HEAD")
-    document: dict[str, Any] = {"realm": realm.name}
-    rsa_key = realm._newest_key("RS256")
-    if rsa_key is not None:
-        document["public_key"] = public_key_base64(rsa_key)
-    document["token-service"] = realm.issuer + "/protocol/openid-connect"
-    document["account-service"] = realm.issuer + "/account"
-    document["tokens-not-before"] = 0
-    return json_response(200, document)
+
+    def document() -> dict[str, Any]:
+        page: dict[str, Any] = {"realm": realm.name}
+        rsa_key = realm._keys.newest("RS256")
+        if rsa_key is not None:
+            page["public_key"] = public_key_base64(rsa_key)
+        page["token-service"] = realm.issuer + "/protocol/openid-connect"
+        page["account-service"] = realm.issuer + "/account"
+        page["tokens-not-before"] = 0
+        return page
+
+    return _public_document(request, document)
 
 
 def certs(realm: LocalRealm, request: Request) -> Response:
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed("GET", "HEAD")
-    return json_response(200, realm._jwks(), headers=(("Cache-Control", "no-cache"),))
+    return _public_document(request, realm._keys.jwks, (("Cache-Control", "no-cache"),))
 
 
 def discovery(realm: LocalRealm, request: Request) -> Response:
     """Keycloak 26's field names and values, limited to what this realm serves: every endpoint
     listed answers, and nothing that does not answer is listed."""
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed("GET", "HEAD")
-    oidc = realm.issuer + "/protocol/openid-connect"
-    document = {
+    return _public_document(request, lambda: _discovery_document(realm))
+
+
+def _discovery_document(realm: LocalRealm) -> dict[str, Any]:
+    return {
         "issuer": realm.issuer,
         "token_endpoint": realm.token_url,
         "introspection_endpoint": realm.introspection_url,
@@ -90,10 +106,9 @@ def discovery(realm: LocalRealm, request: Request) -> Response:
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": False,
         "scopes_supported": ["openid", *realm._scope_names()],
-        "revocation_endpoint": oidc + "/revoke",
+        "revocation_endpoint": realm.revocation_url,
         "revocation_endpoint_auth_methods_supported": list(_AUTH_METHODS),
     }
-    return json_response(200, document)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import datetime
 import functools
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -213,6 +214,58 @@ def signing_algorithm(key: Key) -> str:
     # The enc key's alg (RSA-OAEP) is not a JWS algorithm; signing with it is a test of
     # validators that forget to check ``use``.
     return key.algorithm if key.use == "sig" else "RS256"
+
+
+class KeyRing:
+    """The realm's keys: signing keys (one active, the others passive, all published) and the
+    enc key Keycloak also publishes. Safe to use from any thread."""
+
+    def __init__(self, algorithm: str, subject: str) -> None:
+        check_algorithm(algorithm)
+        self._subject = subject
+        self._lock = threading.Lock()
+        first = new_key(algorithm, subject=subject)
+        self._keys: dict[str, Key] = {first.kid: first}
+        self._active_kid = first.kid
+        self.encryption = new_key(
+            "RSA-OAEP", subject=subject, use="enc", private_key=shared_encryption_key()
+        )
+
+    def active(self) -> Key:
+        with self._lock:
+            return self._keys[self._active_kid]
+
+    def signing_keys(self) -> list[Key]:
+        """Active first, then the passive ones newest first."""
+        with self._lock:
+            passive = [key for kid, key in reversed(self._keys.items()) if kid != self._active_kid]
+            return [self._keys[self._active_kid], *passive]
+
+    def named(self, kid: str) -> Key | None:
+        """A published key, signing or enc."""
+        with self._lock:
+            key = self._keys.get(kid)
+        return self.encryption if key is None and kid == self.encryption.kid else key
+
+    def newest(self, algorithm: str) -> Key | None:
+        return next((key for key in self.signing_keys() if key.algorithm == algorithm), None)
+
+    def rotate(self, *, keep_old: bool, algorithm: str | None) -> str:
+        algorithm = algorithm or self.active().algorithm
+        check_algorithm(algorithm)
+        key = new_key(algorithm, subject=self._subject)  # slow for RSA: outside the lock
+        with self._lock:
+            if not keep_old:
+                self._keys.clear()
+            self._keys[key.kid] = key
+            self._active_kid = key.kid
+        return key.kid
+
+    def jwks(self) -> dict[str, Any]:
+        # The enc key first, as Keycloak often lists it: a validator that takes keys[0] or
+        # ignores ``use`` fails right away.
+        keys = [self.encryption, *self.signing_keys()]
+        return {"keys": [dict(key.jwk) for key in keys]}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,16 +42,14 @@ from ._faults import Fault, FaultInjection
 from ._keys import (
     SUPPORTED_ALGORITHMS,
     Key,
+    KeyRing,
     PrivateKey,
-    check_algorithm,
     compact_json,
     composed,
     half_hash,
     natural_algorithm,
-    new_key,
     overridden_header,
     payload_of,
-    shared_encryption_key,
     signed_by_realm,
     signing_algorithm,
     verified_payload,
@@ -88,7 +86,6 @@ class LocalRealm(FaultInjection):
             raise ValueError("realm name must not be empty")
         if token_lifetime <= 0:
             raise ValueError("token_lifetime must be positive")
-        check_algorithm(algorithm)
         self._layout = Layout(keycloak_version)
         if legacy_auth_prefix is None:
             legacy_auth_prefix = self._layout.auth_prefix
@@ -101,12 +98,7 @@ class LocalRealm(FaultInjection):
         self._stopping = threading.Event()
         self._server: HttpServer | None = None
         self._port: int | None = None
-        first = new_key(algorithm, subject=name)
-        self._keys: dict[str, Key] = {first.kid: first}
-        self._active_kid = first.kid
-        self._encryption_key = new_key(
-            "RSA-OAEP", subject=name, use="enc", private_key=shared_encryption_key()
-        )
+        self._keys = KeyRing(algorithm, name)
         self._clients: dict[str, Client] = {}
         # Revoked tokens by jti (by digest when they have none); the full claims of the
         # lightweight tokens issued, by jti, for introspection.
@@ -219,18 +211,16 @@ class LocalRealm(FaultInjection):
 
     @property
     def active_kid(self) -> str:
-        with self._lock:
-            return self._active_kid
+        return self._keys.active().kid
 
     @property
     def signing_kids(self) -> tuple[str, ...]:
         """Every published signing key, active first, then the passive ones newest first."""
-        with self._lock:
-            return tuple(key.kid for key in self._signing_keys_in_order())
+        return tuple(key.kid for key in self._keys.signing_keys())
 
     @property
     def encryption_kid(self) -> str:
-        return self._encryption_key.kid
+        return self._keys.encryption.kid
 
     def rotate_keys(self, *, keep_old: bool = True, algorithm: str | None = None) -> str:
         """Make a new active signing key and return its kid.
@@ -238,17 +228,7 @@ class LocalRealm(FaultInjection):
         ``algorithm`` defaults to the current active key's. Old keys stay published (passive)
         unless ``keep_old`` is false.
         """
-        if algorithm is None:
-            with self._lock:
-                algorithm = self._keys[self._active_kid].algorithm
-        check_algorithm(algorithm)
-        key = new_key(algorithm, subject=self._name)  # slow for RSA: outside the lock
-        with self._lock:
-            if not keep_old:
-                self._keys.clear()
-            self._keys[key.kid] = key
-            self._active_kid = key.kid
-        return key.kid
+        return self._keys.rotate(keep_old=keep_old, algorithm=algorithm)
 
     def private_key(self, kid: str) -> PrivateKey:
         return self._published_key(kid).private_key
@@ -257,36 +237,10 @@ class LocalRealm(FaultInjection):
         return copy.deepcopy(dict(self._published_key(kid).jwk))
 
     def _published_key(self, kid: str) -> Key:
-        _, key = self._key_named(kid)
+        key = self._keys.named(kid)
         if key is None:
             raise KeyError(f"no published key with kid {kid!r}")
         return key
-
-    def _key_named(self, kid: str | None) -> tuple[str, Key | None]:
-        """A published key (signing or enc) by kid; None: the active key."""
-        with self._lock:
-            name = kid if kid is not None else self._active_kid
-            key = self._keys.get(name)
-        if key is None and name == self._encryption_key.kid:
-            key = self._encryption_key
-        return name, key
-
-    def _signing_keys_in_order(self) -> list[Key]:
-        # Caller holds the lock.
-        passive = [key for kid, key in reversed(self._keys.items()) if kid != self._active_kid]
-        return [self._keys[self._active_kid], *passive]
-
-    def _newest_key(self, algorithm: str) -> Key | None:
-        with self._lock:
-            keys = self._signing_keys_in_order()
-        return next((key for key in keys if key.algorithm == algorithm), None)
-
-    def _jwks(self) -> dict[str, Any]:
-        with self._lock:
-            signing_keys = self._signing_keys_in_order()
-        # The enc key first, as Keycloak often lists it: a validator that takes keys[0] or
-        # ignores ``use`` fails right away.
-        return {"keys": [dict(key.jwk) for key in [self._encryption_key, *signing_keys]]}
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -396,10 +350,6 @@ class LocalRealm(FaultInjection):
             self._full_claims[str(claims["jti"])] = claims
         return lightweight(claims)
 
-    def _active_key(self) -> Key:
-        with self._lock:
-            return self._keys[self._active_kid]
-
     def _issue(
         self, client: Client, scopes: Iterable[str], jkt: str | None = None
     ) -> tuple[str, dict[str, Any]]:
@@ -408,10 +358,10 @@ class LocalRealm(FaultInjection):
         claims = self._claims_for(client, scopes)
         if jkt is not None:
             claims = dpop_bound(claims, jkt)
-        return signed_by_realm(self._active_key(), self._jwt_claims(client, claims)), claims
+        return signed_by_realm(self._keys.active(), self._jwt_claims(client, claims)), claims
 
     def _issue_id_token(self, client: Client, access_token: str, access: dict[str, Any]) -> str:
-        key = self._active_key()
+        key = self._keys.active()
         at_hash = half_hash(access_token, key.algorithm)
         return signed_by_realm(key, id_token_claims(self._issue_context(), client, access, at_hash))
 
@@ -424,13 +374,13 @@ class LocalRealm(FaultInjection):
     ) -> str:
         audience = [target] if target is not None else unique([*requester.audience, "account"])
         claims = exchanged_claims(self._issue_context(), requester, subject, audience, scopes)
-        return signed_by_realm(self._active_key(), claims)
+        return signed_by_realm(self._keys.active(), claims)
 
     def _active_claims(self, token: str) -> dict[str, Any] | None:
         """The full claims of an access token as introspection sees it, or None if it is not
         active: not signed by a published key, another issuer, expired, not an access token,
         revoked, or of an unknown or disabled client."""
-        claims = verified_payload(token, lambda kid: self._key_named(kid)[1])
+        claims = verified_payload(token, self._keys.named)
         if (
             claims is None
             or claims.get("iss") != self.issuer
@@ -487,7 +437,8 @@ class LocalRealm(FaultInjection):
         used, so ``header={"alg": ...}`` can make them disagree. ``signature`` replaces the
         signature bytes outright. ``raw_header``/``raw_payload`` are encoded as given.
         """
-        header_kid, realm_key = self._key_named(kid)
+        header_kid = kid if kid is not None else self.active_kid
+        realm_key = self._keys.named(header_kid)
         if signing_key is None and realm_key is None and signature is None:
             raise ValueError(f"no realm key with kid {header_kid!r}; pass signing_key=")
         algorithm = alg or self._default_mint_algorithm(signing_key, realm_key)
@@ -509,7 +460,7 @@ class LocalRealm(FaultInjection):
             return natural_algorithm(signing_key)
         if realm_key is not None:
             return signing_algorithm(realm_key)
-        return self._active_key().algorithm
+        return self._keys.active().algorithm
 
     def _mint_payload(
         self,
