@@ -408,3 +408,26 @@ def test_public_url_is_checked(make_validator: Callable[..., TokenValidator]) ->
     for bad in ("api.example.com", "ftp://x", "https://x/?q=1"):
         with pytest.raises(ValueError, match="public_url"):
             Gate(make_validator(), public_url=bad)
+
+
+def test_multi_issuer_validator_checks_proofs_too(
+    realm: LocalRealm,
+    make_validator: Callable[..., TokenValidator],
+    bound: str,
+    key: Any,
+    clock: FakeClock,
+) -> None:
+    from keycloak_m2m import MultiIssuerValidator
+
+    multi = MultiIssuerValidator([make_validator()])
+    assert multi.dpop == "allowed"
+    honest = proof(key, token=bound, iat=clock())
+    assert multi.validate(bound, **material(honest)).client_id == CLIENT
+    with pytest.raises(InvalidDPoPProof, match="replayed"):
+        asyncio.run(multi.validate_async(bound, **material(honest)))
+    with pytest.raises(InvalidToken, match="bearer"):
+        multi.validate(bound)
+    with LocalRealm("other", clock=clock) as other:
+        second = TokenValidator(other.issuer, "x", dpop="off", clock=clock)
+        with pytest.raises(ValueError, match="one dpop mode"):
+            MultiIssuerValidator([make_validator(), second])
