@@ -289,7 +289,8 @@ def service_account_claims(issue: Issue, client: Client, scopes: Iterable[str]) 
 def dpop_bound(claims: Mapping[str, Any], jkt: str) -> dict[str, Any]:
     """A payload bound to the DPoP key ``jkt`` as Keycloak binds it: ``typ`` "DPoP" and
     ``cnf.jkt`` (RFC 9449 section 6.1)."""
-    return {**claims, "typ": "DPoP", "cnf": {"jkt": jkt}}
+    # Other confirmation members (a certificate thumbprint) stay: a token may carry both.
+    return {**claims, "typ": "DPoP", "cnf": {**(claims.get("cnf") or {}), "jkt": jkt}}
 
 
 def _service_account_mappers(
