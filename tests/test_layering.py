@@ -13,15 +13,9 @@ import pytest
 
 PACKAGE = Path(str(files("keycloak_m2m")))
 SANS_IO = (
-    "_request",
-    "_asgi_scope",
-    "_jose",
-    "_claims",
-    "_keyset",
-    "_errors",
-    "_principal",
-    "_dpop",
-)
+    "_request", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal", "_binding",
+    "_introspection", "_dpop",
+)  # fmt: skip
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {
     "httpx", "anyio", "fastapi", "starlette", "flask", "werkzeug", "litestar", "quart", "requests",

@@ -9,11 +9,14 @@ import keycloak_m2m
 
 PUBLIC_CORE = [
     "AuthError",
+    "CertificateMismatch",
     "ClientCredentials",
     "ClientNotAllowed",
     "DiscoveryError",
     "ExpiredToken",
     "InsufficientScope",
+    "Introspection",
+    "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
     "InvalidDPoPProof",
@@ -33,6 +36,7 @@ PUBLIC_CORE = [
     "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRequestError",
+    "TokenRevoked",
     "TokenValidator",
     "UnknownKey",
     "UseDPoPNonce",

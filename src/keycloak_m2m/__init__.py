@@ -3,9 +3,11 @@
 from ._client import ClientCredentials, TokenRequestError
 from ._errors import (
     AuthError,
+    CertificateMismatch,
     ClientNotAllowed,
     ExpiredToken,
     InsufficientScope,
+    IntrospectionUnavailable,
     InvalidAudience,
     InvalidClaim,
     InvalidDPoPProof,
@@ -20,9 +22,11 @@ from ._errors import (
     NotServiceAccount,
     ReplayCacheUnavailable,
     TokenNotYetValid,
+    TokenRevoked,
     UnknownKey,
     UseDPoPNonce,
 )
+from ._introspection import Introspection
 from ._multi import MultiIssuerValidator
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
@@ -30,11 +34,14 @@ from ._validator import DiscoveryError, TokenValidator
 
 __all__ = [
     "AuthError",
+    "CertificateMismatch",
     "ClientCredentials",
     "ClientNotAllowed",
     "DiscoveryError",
     "ExpiredToken",
     "InsufficientScope",
+    "Introspection",
+    "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
     "InvalidDPoPProof",
@@ -54,6 +61,7 @@ __all__ = [
     "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRequestError",
+    "TokenRevoked",
     "TokenValidator",
     "UnknownKey",
     "UseDPoPNonce",

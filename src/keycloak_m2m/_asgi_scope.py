@@ -8,17 +8,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._binding import CertificateHeader, ForwardedCertificate
 from ._request import Presented
 
 _NO_VALUES: Final[tuple[str, ...]] = ()
 
 
-def presented(scope: Mapping[str, Any]) -> Presented:
-    """What an HTTP or websocket scope carries, read in one pass over its headers."""
+def presented(
+    scope: Mapping[str, Any], certificate_header: CertificateHeader | None = None
+) -> Presented:
+    """What an HTTP or websocket scope carries, read in one pass over its headers.
+
+    ``certificate_header``: the client certificate comes from this header of a trusted proxy
+    (and only from it) rather than from the server's ``tls`` extension.
+    """
     authorization: list[str] = []
     dpop: list[str] = []
+    forwarded: list[str] = []
     content_type = None
     host = None
+    wanted = certificate_header.encode("latin-1") if certificate_header else None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
@@ -28,13 +37,20 @@ def presented(scope: Mapping[str, Any]) -> Presented:
             content_type = value.decode("latin-1")
         elif name == b"dpop":
             dpop.append(value.decode("latin-1"))
+        elif name == wanted:
+            forwarded.append(value.decode("latin-1"))
     http = scope["type"] == "http"
     if host is None:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else ""
-    extensions = scope.get("extensions")
-    tls = extensions.get("tls") if extensions else None
-    chain = tls.get("client_cert_chain") if tls else None
+    certificate: Any
+    if certificate_header is not None:
+        certificate = ForwardedCertificate(certificate_header, tuple(forwarded))
+    else:
+        extensions = scope.get("extensions")
+        tls = extensions.get("tls") if extensions else None
+        chain = tls.get("client_cert_chain") if tls else None
+        certificate = chain[0] if chain else None
     # tuple.__new__ rather than Presented(...): a NamedTuple's own __new__ is a Python function,
     # a measurable share of a cached request through the middleware.
     return tuple.__new__(
@@ -48,6 +64,6 @@ def presented(scope: Mapping[str, Any]) -> Presented:
             scope.get("query_string", b""),
             # A websocket's messages are frames, not a body that could hold a form.
             content_type if http else None,
-            chain[0] if chain else None,
+            certificate,
         ),
     )

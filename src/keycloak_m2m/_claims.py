@@ -55,7 +55,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     if policy.profile == "keycloak":
         typ = claims.get("typ")
         # Keycloak types its DPoP-bound access tokens "DPoP" (and only those).
-        if typ != "Bearer" and not (typ == "DPoP" and bound_thumbprint(claims) is not None):
+        if typ != "Bearer" and not (typ == "DPoP" and dpop_thumbprint(claims) is not None):
             raise InvalidTokenType()
     else:
         for name in ("sub", "jti", "client_id"):
@@ -83,7 +83,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     )
 
 
-def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
+def dpop_thumbprint(claims: Mapping[str, Any]) -> str | None:
     """The RFC 7638 thumbprint a DPoP-bound token names in ``cnf.jkt`` (RFC 9449 section 6.1),
     or None for a token not bound to a DPoP key. Other ``cnf`` members (Keycloak may add some)
     are left alone."""

@@ -98,7 +98,7 @@ class _Retry:
 class _Settings:
     token_url: str
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str | None = field(repr=False)  # None: tls_client_auth, the certificate
     scopes: tuple[str, ...]
     audience: str | None
     auth_method: AuthMethod
@@ -293,6 +293,11 @@ class ClientCredentials(httpx.Auth):
 
     Use ``get_token()`` / ``await get_token_async()``, or pass it as ``auth=`` to
     ``httpx.Client`` / ``httpx.AsyncClient``. Thread-safe and task-safe: share one instance.
+
+    ``cert=(cert_file, key_file)`` presents that TLS client certificate to the token endpoint:
+    without ``client_secret`` it authenticates the client (Keycloak's X.509 authenticator,
+    RFC 8705 ``tls_client_auth``), and Keycloak can bind the tokens to it; then the service
+    called must see the same certificate (give httpx the same pair).
     """
 
     def __init__(
@@ -301,6 +306,7 @@ class ClientCredentials(httpx.Auth):
         client_secret: str | None = None,
         *,
         client_secret_file: str | os.PathLike[str] | None = None,
+        cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
         token_url: str | None = None,
         keycloak_url: str | None = None,
         realm: str | None = None,
@@ -332,29 +338,31 @@ class ClientCredentials(httpx.Auth):
         )
         _require(type(max_retries) is int and max_retries >= 0, "max_retries must be an int >= 0")
         _require(callable(clock), "clock must be a callable returning seconds")
-        # private_key_jwt signs an assertion with the key; the others send a secret.
+        # private_key_jwt signs an assertion with the key; with cert and no secret the TLS
+        # certificate authenticates (tls_client_auth); the others send a secret.
         signs = auth_method == "private_key_jwt"
         _require(
             (private_key is not None) == signs,
             "private_key goes with auth_method='private_key_jwt', and that method needs it",
         )
         self._signer = None if private_key is None else signing_key(private_key)
+        secrets = (client_secret is not None) + (client_secret_file is not None)
+        _require(secrets <= 1, "give client_secret or client_secret_file, not both")
         _require(
-            (client_secret is None) != (client_secret_file is None) or signs,
-            "give client_secret or client_secret_file, one of them",
+            not signs or secrets == 0,
+            "private_key_jwt sends no secret: give no client_secret or client_secret_file",
         )
         _require(
-            not signs or (client_secret is None and client_secret_file is None),
-            "private_key_jwt sends no secret: give no client_secret or client_secret_file",
+            signs or secrets == 1 or cert is not None,
+            "give client_secret or client_secret_file (or cert, for TLS client authentication)",
         )
         # With a file, the secret is read again when the server refuses it (a rotation).
         self._secret_file = None if client_secret_file is None else os.fspath(client_secret_file)
-        if signs:
-            secret = ""
-        elif self._secret_file is None:
-            secret = _text("client_secret", client_secret)
-        else:
+        secret: str | None = None
+        if self._secret_file is not None:
             secret = _read_secret(self._secret_file)
+        elif client_secret is not None:
+            secret = _text("client_secret", client_secret)
         self._settings = _Settings(
             token_url=_token_url(token_url, keycloak_url, realm, legacy_auth_prefix),
             client_id=_text("client_id", client_id),
@@ -374,6 +382,9 @@ class ClientCredentials(httpx.Auth):
         self._async_locks = LoopLocks()
         # Load CA certificates now, not inside the event loop on first use.
         self._connection.warm(self._settings.token_url)
+        self._client_tls = (
+            None if cert is None else _certificate_context(cert, self.token_url, verify)
+        )
 
     def _reload_secret(self) -> bool:
         """Read the secret file again; whether the secret changed (a rotated secret)."""
@@ -575,6 +586,7 @@ class ClientCredentials(httpx.Auth):
             # A redirected POST could carry the secret elsewhere; the token URL must be exact.
             "follow_redirects": False,
             **self._connection.options(self._settings.token_url),
+            **({} if self._client_tls is None else {"verify": self._client_tls}),
         }
 
     def _run(self, flow: _Flow[_T]) -> _T:
@@ -684,16 +696,19 @@ class ClientCredentials(httpx.Auth):
     def _token_request(self, form: dict[str, str]) -> httpx.Request:
         settings = self._settings
         headers = {"Accept": "application/json", "User-Agent": "keycloak-m2m"}
-        if settings.auth_method == "client_secret_basic":
-            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
-            pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-        elif self._signer is not None:
+        if self._signer is not None:
             # RFC 7523 section 2.2; the assertion reads the wall clock, not the renewal clock.
             assertion = client_assertion(
                 self._signer, settings.client_id, settings.token_url, time.time()
             )
             form = {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+        elif settings.client_secret is None:
+            # RFC 8705 section 2: the TLS certificate authenticates; client_id names the client.
+            form = {**form, "client_id": settings.client_id}
+        elif settings.auth_method == "client_secret_basic":
+            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
+            pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         else:
             form = {
                 **form,
@@ -791,6 +806,34 @@ def _read_secret(path: str) -> str:
         ) from None
     _require(secret != "", f"client_secret_file {path} is empty")
     return secret
+
+
+def _certificate_context(
+    cert: tuple[str | os.PathLike[str], str | os.PathLike[str]],
+    token_url: str,
+    verify: bool | str | ssl.SSLContext,
+) -> ssl.SSLContext:
+    """The TLS context that presents the client certificate (mutual TLS, RFC 8705), trusting
+    the certificate authorities ``verify`` names."""
+    _require(
+        isinstance(cert, tuple) and len(cert) == 2,
+        "cert must be a (certificate file, private key file) pair",
+    )
+    _require(token_url.startswith("https:"), "cert needs an https token URL")
+    _require(
+        not isinstance(verify, ssl.SSLContext),
+        "with cert, give verify as True or a CA bundle path (or load the certificate into "
+        "your own SSLContext and pass that as verify, without cert)",
+    )
+    context = (
+        httpx.create_ssl_context()
+        if verify is True
+        else ssl.create_default_context(
+            cafile=os.fspath(verify)  # type: ignore[arg-type]
+        )
+    )
+    context.load_cert_chain(*cert)
+    return context
 
 
 def _dpop_session(dpop_key: PrivateKey | bool) -> DPoPSession | None:

@@ -14,9 +14,11 @@ from typing import ClassVar
 
 __all__ = [
     "AuthError",
+    "CertificateMismatch",
     "ClientNotAllowed",
     "ExpiredToken",
     "InsufficientScope",
+    "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
     "InvalidDPoPProof",
@@ -31,6 +33,8 @@ __all__ = [
     "NotServiceAccount",
     "ReplayCacheUnavailable",
     "TokenNotYetValid",
+    "TokenRevoked",
+    "Unavailable",
     "UnknownKey",
     "UseDPoPNonce",
 ]
@@ -163,6 +167,20 @@ class NotServiceAccount(InvalidToken):
     default_description = "not a service-account token"
 
 
+class CertificateMismatch(InvalidToken):
+    """The token is bound to a TLS client certificate (RFC 8705) the request was not made with,
+    or a bound token is required and this one is not."""
+
+    default_description = "certificate mismatch"
+
+
+class TokenRevoked(InvalidToken):
+    """The issuer's introspection endpoint says the token is no longer active (RFC 7662):
+    revoked, its client disabled, its session ended."""
+
+    default_description = "token revoked or inactive"
+
+
 class InvalidDPoPProof(AuthError):
     """The DPoP proof is missing, malformed, or does not fit the request or the token
     (RFC 9449 section 7.1): challenged with the DPoP scheme and the accepted algorithms."""
@@ -235,11 +253,12 @@ class InsufficientScope(AuthError):
         return params
 
 
-class KeysUnavailable(AuthError):
-    """No usable signing key: the key endpoint cannot be reached and nothing usable is cached."""
+class Unavailable(AuthError):
+    """The token cannot be decided now because a service of the issuer cannot be reached:
+    503 with ``Retry-After``."""
 
     status_code = 503
-    default_description = "signing keys temporarily unavailable"
+    default_description = "temporarily unavailable"
 
     def __init__(self, retry_after: float, description: str | None = None) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
@@ -252,12 +271,20 @@ class KeysUnavailable(AuthError):
         return {"error": "temporarily_unavailable", "error_description": self.description}
 
 
-class ReplayCacheUnavailable(AuthError):
+class KeysUnavailable(Unavailable):
+    """No usable signing key: the key endpoint cannot be reached and nothing usable is cached."""
+
+    default_description = "signing keys temporarily unavailable"
+
+
+class IntrospectionUnavailable(Unavailable):
+    """The introspection endpoint gave no answer, and ``on_failure="refuse"``."""
+
+    default_description = "token introspection temporarily unavailable"
+
+
+class ReplayCacheUnavailable(Unavailable):
     """The shared DPoP replay cache cannot be reached and is set to refuse meanwhile: a proof
     whose first use cannot be established is not accepted."""
 
-    status_code = 503
     default_description = "DPoP replay cache temporarily unavailable"
-
-    def response_body(self) -> dict[str, str]:
-        return {"error": "temporarily_unavailable", "error_description": self.description}

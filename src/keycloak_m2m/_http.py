@@ -21,6 +21,8 @@ import anyio
 import httpx
 
 _USER_AGENT = "keycloak-m2m"
+Form = dict[str, str]
+Headers = dict[str, str]
 
 
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
@@ -177,8 +179,15 @@ def _failure(error: Exception) -> FetchFailure:
     return FetchFailure(f"{type(error).__name__}")
 
 
-def fetch(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
-    """GET a small document, blocking for at most ``policy.timeout``.
+def _method(form: Form | None) -> str:
+    # A form goes out as a POST (token introspection); everything else is a GET.
+    return "GET" if form is None else "POST"
+
+
+def fetch(
+    url: str, policy: FetchPolicy, form: Form | None = None, headers: Headers | None = None
+) -> bytes | FetchFailure:
+    """GET a small document (POST ``form`` when given), blocking for at most ``policy.timeout``.
 
     httpx's timeouts bound each socket operation, not the exchange: a server dripping header
     lines could hold the caller (and the validator's lock) indefinitely. The fetch runs in a
@@ -187,7 +196,7 @@ def fetch(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
     """
     outcome: list[bytes | FetchFailure] = []
     worker = threading.Thread(
-        target=lambda: outcome.append(_fetch_blocking(url, policy)),
+        target=lambda: outcome.append(_fetch_blocking(url, policy, form, headers)),
         name="keycloak-m2m-fetch",
         daemon=True,
     )
@@ -196,12 +205,14 @@ def fetch(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
     return outcome[0] if outcome else FetchFailure("timed out")
 
 
-def _fetch_blocking(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
+def _fetch_blocking(
+    url: str, policy: FetchPolicy, form: Form | None, headers: Headers | None
+) -> bytes | FetchFailure:
     deadline = time.monotonic() + policy.timeout
     try:
         with (
             httpx.Client(**_client_options(url, policy)) as client,
-            client.stream("GET", url) as response,
+            client.stream(_method(form), url, data=form, headers=headers) as response,
         ):
             body = _Body(response, policy, deadline)
             for chunk in response.iter_raw():
@@ -211,14 +222,16 @@ def _fetch_blocking(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
         return _failure(error)
 
 
-async def fetch_async(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
-    """GET a small document without blocking the event loop, within ``policy.timeout``."""
+async def fetch_async(
+    url: str, policy: FetchPolicy, form: Form | None = None, headers: Headers | None = None
+) -> bytes | FetchFailure:
+    """``fetch`` without blocking the event loop, within ``policy.timeout``."""
     deadline = time.monotonic() + policy.timeout
     try:
         with anyio.fail_after(policy.timeout):
             async with (
                 httpx.AsyncClient(**_client_options(url, policy)) as client,
-                client.stream("GET", url) as response,
+                client.stream(_method(form), url, data=form, headers=headers) as response,
             ):
                 body = _Body(response, policy, deadline)
                 async for chunk in response.aiter_raw():

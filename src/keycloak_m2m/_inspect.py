@@ -17,7 +17,15 @@ from ._claims import CLIENT_ID_CLAIMS, service_account
 from ._jose import decode_json_object, json_parser, split_token
 from ._principal import Principal
 
-__all__ = ["TokenReport", "describe_principal", "explain", "relative_time", "render"]
+__all__ = [
+    "TokenReport",
+    "audience_mismatch",
+    "describe_principal",
+    "explain",
+    "issuer_mismatch",
+    "relative_time",
+    "render",
+]
 
 # Larger than any validator accepts, so inspect can still explain why a big token is refused.
 _MAX_INSPECTED_SIZE = 1024 * 1024
@@ -209,6 +217,37 @@ def _audience_warnings(audiences: list[str], expected: str | None) -> list[str]:
             "an API that checks its own name refuses this token"
         ]
     return []
+
+
+def issuer_mismatch(expected: str, found: object) -> str:
+    """The expected and the found issuer of a refused token, and the usual cause if it is one."""
+    text = f"expected {expected!r}, found {found!r}"
+    if not isinstance(found, str):
+        return text
+    if found.rstrip("/") == expected.rstrip("/"):
+        return f"{text}; issuers are compared exactly: only a trailing slash differs"
+    if found.replace("/auth/realms/", "/realms/") == expected.replace("/auth/realms/", "/realms/"):
+        return f"{text}; only /auth differs (Keycloak before 17 serves realms under /auth)"
+    return text
+
+
+def audience_mismatch(expected: list[str], aud: object, azp: object) -> str:
+    """The accepted and the found audiences of a refused token, and the usual fix."""
+    text = f"expected {' or '.join(map(repr, expected))}, found {_audiences(aud)!r}"
+    if azp in expected:
+        return (
+            f"{text}; it was issued to {azp!r} (azp): --azp-as-audience accepts a token "
+            "issued to the API's own client"
+        )
+    if _audiences(aud) != [_KEYCLOAK_DEFAULT_AUDIENCE]:
+        return text
+    caller = azp if isinstance(azp, str) else "the caller"
+    return (
+        f"{text}; Keycloak puts only 'account' in aud unless told otherwise: give the calling "
+        f"client an Audience mapper for {expected[0]!r} (Clients > {caller} > Client scopes > "
+        "dedicated scope > Add mapper > Audience); --azp-as-audience fits only a token issued "
+        "to the API's own client"
+    )
 
 
 def _client_id(claims: Mapping[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ._binding import ClientCertificate
 from ._errors import InvalidIssuer
 from ._jose import decode_json_object, json_parser, split_token
 from ._principal import Principal
@@ -91,10 +92,15 @@ class MultiIssuerValidator:
     def __repr__(self) -> str:
         return f"MultiIssuerValidator({list(self._by_issuer)!r})"
 
-    def cached(self, token: str) -> Principal | None:
+    def cached(
+        self,
+        token: str,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
+    ) -> Principal | None:
         """The principal of a token one of the validators verified, while that holds."""
         for validator in self._validators:
-            principal = validator.cached(token)
+            principal = validator.cached(token, client_certificate, introspect)
             if principal is not None:
                 return principal
         return None
@@ -103,32 +109,50 @@ class MultiIssuerValidator:
         self,
         token: str,
         *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
     ) -> Principal:
         """Validate with the validator of the token's issuer; may block to fetch its keys.
         The DPoP keywords are ``TokenValidator.validate``'s."""
-        principal = self.cached(token) if dpop_proof is None else None
-        if principal is not None:
-            return principal
-        validator = self._route(token)
-        return validator.validate(token, dpop_proof=dpop_proof, method=method, url=url)
+        if dpop_proof is None:
+            principal = self.cached(token, client_certificate, introspect)
+            if principal is not None:
+                return principal
+        return self._route(token).validate(
+            token,
+            client_certificate=client_certificate,
+            introspect=introspect,
+            dpop_proof=dpop_proof,
+            method=method,
+            url=url,
+        )
 
     async def validate_async(
         self,
         token: str,
         *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
     ) -> Principal:
         """Validate with the validator of the token's issuer, without blocking the loop."""
-        principal = self.cached(token) if dpop_proof is None else None
-        if principal is not None:
-            return principal
-        validator = self._route(token)
-        return await validator.validate_async(token, dpop_proof=dpop_proof, method=method, url=url)
+        if dpop_proof is None:
+            principal = self.cached(token, client_certificate, introspect)
+            if principal is not None:
+                return principal
+        return await self._route(token).validate_async(
+            token,
+            client_certificate=client_certificate,
+            introspect=introspect,
+            dpop_proof=dpop_proof,
+            method=method,
+            url=url,
+        )
 
     def _route(self, token: str) -> TokenValidator:
         """The validator named by ``iss``; an unknown or missing one costs no key fetch."""

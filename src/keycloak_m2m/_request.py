@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol, TypedDict, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from ._binding import CertificateHeader, ClientCertificate, certificate_header
 from ._errors import AuthError, InvalidDPoPProof, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
 
@@ -62,12 +63,19 @@ class TokenVerifier(Protocol):
     @property
     def dpop(self) -> str: ...
 
-    def cached(self, token: str) -> Principal | None: ...
+    def cached(
+        self,
+        token: str,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
+    ) -> Principal | None: ...
 
     def validate(
         self,
         token: str,
         *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
@@ -77,6 +85,8 @@ class TokenVerifier(Protocol):
         self,
         token: str,
         *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
@@ -89,8 +99,9 @@ class Presented(NamedTuple):
     Header values are every value of that header, in order: the step, not the adapter, decides
     what several of them mean. ``origin`` (scheme and authority) and ``path`` make up the URL
     the request was sent to, without its query; ``query`` is the raw query string.
-    ``client_certificate`` is the TLS client certificate (PEM or DER) where the server, or a
-    proxy the adapter was told to trust, gives one.
+    ``client_certificate`` is the TLS client certificate (PEM or DER) where the server gives
+    one, or the header of a proxy the adapter was told to trust, parsed only when a token bound
+    to a certificate needs it.
     """
 
     method: str
@@ -100,7 +111,7 @@ class Presented(NamedTuple):
     dpop: Sequence[str]
     query: str | bytes
     content_type: str | None
-    client_certificate: str | bytes | None = None
+    client_certificate: ClientCertificate | None = None
 
     @property
     def url(self) -> str:
@@ -174,13 +185,15 @@ class RequirementOptions(TypedDict, total=False):
     any_scopes: Iterable[str]
     allow: Callable[[Principal], bool] | None
     optional: bool
+    introspect: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """What a route asks of its caller: roles, client roles and scopes (all required), at least
-    one of ``any_roles`` and of ``any_scopes``, the application's own ``allow`` check, and
-    whether a request without a token may pass as anonymous."""
+    one of ``any_roles`` and of ``any_scopes``, the application's own ``allow`` check, whether a
+    request without a token may pass as anonymous, and whether the token must be introspected
+    (for ``Introspection(when="on_request")``)."""
 
     roles: tuple[str, ...] = ()
     client_roles: Mapping[str, tuple[str, ...]] | None = None
@@ -189,6 +202,7 @@ class Requirement:
     any_scopes: tuple[str, ...] = ()
     allow: Callable[[Principal], bool] | None = None
     optional: bool = False
+    introspect: bool = False
     # Whether there is anything to check once the caller is known; read on every request.
     grants: bool = field(init=False)
 
@@ -207,6 +221,7 @@ class Requirement:
         any_scopes: Iterable[str] = (),
         allow: Callable[[Principal], bool] | None = None,
         optional: bool = False,
+        introspect: bool = False,
     ) -> Requirement:
         """The requirement from an adapter's keywords; a misspelt one is a TypeError here."""
         if allow is not None and not callable(allow):
@@ -224,6 +239,7 @@ class Requirement:
             any_scopes=as_names(any_scopes),
             allow=allow,
             optional=optional,
+            introspect=introspect,
         )
 
     def check(self, principal: Principal, extra_scopes: Sequence[str] = ()) -> None:
@@ -242,9 +258,10 @@ ANY_CALLER: Final = Requirement()
 
 
 class Gate:
-    """The request step of one adapter: its validator, the realm its challenges name, and
-    the public URL clients call (``public_url``, for a service behind a proxy: the ``htu`` of
-    DPoP proofs is checked against it and the request path, not the address the proxy used).
+    """The request step of one adapter: its validator, the realm its challenges name, the
+    proxy header (``client_cert_header``) its adapter takes client certificates from, and the
+    public URL clients call (``public_url``, for a service behind a proxy: the ``htu`` of DPoP
+    proofs is checked against it and the request path, not the address the proxy used).
 
     ``admit`` decides on a request, or says what it needs first (a ``Need``); the driver gets
     that and hands it to ``resume``, until the outcome is a Principal (None: an anonymous
@@ -252,13 +269,26 @@ class Gate:
     generator: a cached token is decided in one call, and this runs on every request.
     """
 
-    __slots__ = ("_challenges", "_public_url", "_schemes", "realm", "validator")
+    __slots__ = (
+        "_challenges",
+        "_public_url",
+        "_schemes",
+        "certificate_header",
+        "realm",
+        "validator",
+    )
 
     def __init__(
-        self, validator: TokenVerifier, realm: str | None = None, public_url: str | None = None
+        self,
+        validator: TokenVerifier,
+        realm: str | None = None,
+        client_cert_header: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.validator = validator
         self.realm = validator.issuer if realm is None else realm
+        # The trusted proxy header its adapter reads the client certificate from, if any.
+        self.certificate_header: CertificateHeader | None = certificate_header(client_cert_header)
         self._public_url = None if public_url is None else _public_url(public_url)
         self._challenges = _CHALLENGES[validator.dpop]
         self._schemes = frozenset(scheme.lower() for scheme in self._challenges) | {_BEARER}
@@ -291,8 +321,9 @@ class Gate:
             if len(body) > need.limit:
                 raise InvalidRequest("form body too large to check for an access_token")
             _refuse_access_token(body)
-            authorization = _single(request.authorization)
-            return self._token_step(request, authorization, requirement, extra_scopes)
+            return self._token_step(
+                request, _single(request.authorization), requirement, extra_scopes
+            )
         principal = cast(Principal, answer)
         requirement.check(principal, extra_scopes)
         return principal
@@ -311,7 +342,8 @@ class Gate:
             raise MissingToken(schemes=self._challenges)
         if scheme == _DPOP:
             return CheckToken(token, self._proof(request), request.method, self._url(request))
-        principal = self.validator.cached(token)
+        # Positional: keyword arguments cost a measurable share of a cache hit.
+        principal = self.validator.cached(token, request.client_certificate, requirement.introspect)
         if principal is None:
             return CheckToken(token)
         if requirement.grants or extra_scopes:
@@ -329,7 +361,12 @@ class Gate:
             else:
                 check = cast(CheckToken, outcome)
                 answer = self.validator.validate(
-                    check.token, dpop_proof=check.proof, method=check.method, url=check.url
+                    check.token,
+                    client_certificate=request.client_certificate,
+                    introspect=requirement.introspect,
+                    dpop_proof=check.proof,
+                    method=check.method,
+                    url=check.url,
                 )
             outcome = self.resume(request, requirement, outcome, answer)
         return outcome
@@ -364,7 +401,12 @@ class Gate:
             else:
                 check = cast(CheckToken, outcome)
                 answer = await self.validator.validate_async(
-                    check.token, dpop_proof=check.proof, method=check.method, url=check.url
+                    check.token,
+                    client_certificate=request.client_certificate,
+                    introspect=requirement.introspect,
+                    dpop_proof=check.proof,
+                    method=check.method,
+                    url=check.url,
                 )
             outcome = self.resume(request, requirement, outcome, answer, extra_scopes)
         return outcome

@@ -19,11 +19,27 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ._claims import PROFILES, ClaimPolicy, Profile, bound_thumbprint, check_claims
+from ._binding import (
+    CertificateBound,
+    ClientCertificate,
+    bound_thumbprint,
+    check_certificate,
+    matches,
+)
+from ._claims import PROFILES, ClaimPolicy, Profile, check_claims, dpop_thumbprint
 from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
 from ._environment import validator_settings
-from ._errors import InvalidDPoPProof, InvalidSignature, InvalidToken
+from ._errors import CertificateMismatch, InvalidDPoPProof, InvalidSignature, InvalidToken
 from ._http import Connection, FetchFailure, FetchPolicy, fetch, fetch_async
+from ._introspection import (
+    Answer,
+    Introspect,
+    Introspection,
+    IntrospectionClient,
+    endpoint_for,
+    is_opaque,
+    merged_claims,
+)
 from ._jose import (
     ASYMMETRIC_ALGORITHMS,
     DEFAULT_ALGORITHMS,
@@ -37,7 +53,7 @@ from ._jose import (
     verifying_key,
 )
 from ._keyset import KeyCachePolicy, KeySet
-from ._locks import LoopLocks
+from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 
@@ -57,6 +73,7 @@ _HEADER_CACHE_SIZE = 64
 # is as distinctive (192 bits here), and a hit is trusted only after the whole stored token
 # compares equal, so a token sharing that end with a verified one is merely a miss.
 _CACHE_KEY_CHARS = 32
+_INTROSPECTION_MAX_BYTES = 64 * 1024
 
 
 class DiscoveryError(Exception):
@@ -67,9 +84,11 @@ class DiscoveryError(Exception):
 class _Verified:
     token: str
     principal: Principal
-    key: VerificationKey
+    key: VerificationKey | None  # None: an opaque token, vouched for by introspection alone
     valid_until: float
-    # The thumbprint of the DPoP key the token is bound to (None: a bearer token), and whether
+    certificate: str | None  # the thumbprint of the certificate the token is bound to
+    introspected: bool
+    # The thumbprint of the DPoP key the token is bound to (None: not DPoP-bound), and whether
     # the token passes without a proof, which is all a cache hit of a bearer token reads.
     jkt: str | None
     bearer: bool
@@ -107,6 +126,8 @@ class TokenValidator:
         token_cache_size: int = 4096,
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
+        certificate_bound: CertificateBound = "allowed",
+        introspection: Introspection | None = None,
         dpop: DPoPMode = "allowed",
         dpop_max_age: float = 60.0,
         replay_cache: ReplayCache | None = None,
@@ -133,6 +154,14 @@ class TokenValidator:
             "token_cache_size must be an integer >= 0",
         )
         _require(callable(clock), "clock must be a callable returning the time in seconds")
+        _require(
+            certificate_bound in ("allowed", "required"),
+            "certificate_bound must be allowed or required",
+        )
+        _require(
+            introspection is None or isinstance(introspection, Introspection),
+            "introspection must be an Introspection",
+        )
         _require(dpop in _DPOP_MODES, f"dpop must be one of {', '.join(_DPOP_MODES)}")
         _require(_is_number(dpop_max_age) and dpop_max_age > 0, "dpop_max_age must be a number > 0")
         _require(
@@ -187,6 +216,16 @@ class TokenValidator:
         self._async_locks = LoopLocks()
         # Load CA certificates now, not inside the event loop on first use.
         self._fetch_policy.connection.warm(self._jwks_url)
+        self._certificate_bound = certificate_bound
+        self._introspection = (
+            None
+            if introspection is None
+            else IntrospectionClient(
+                introspection, endpoint_for(introspection, self._jwks_url, _CERTS_PATH), issuer
+            )
+        )
+        self._introspection_locks = KeyedLocks()
+        self._async_introspection_locks = AsyncKeyedLocks()
 
     # --- configuration, read-only -------------------------------------------------------------
 
@@ -250,26 +289,35 @@ class TokenValidator:
         self,
         token: str,
         *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
     ) -> Principal:
-        """Validate a token; return who called or raise an AuthError. May block to fetch keys.
+        """Validate a token; return who called or raise an AuthError. May block to fetch keys
+        or to introspect.
 
-        ``dpop_proof`` is the request's ``DPoP`` header for a token sent with the DPoP scheme
-        (then ``method`` and ``url``, without query, are the request's); None means the token
-        came as a bearer token.
+        ``client_certificate`` (PEM or DER) is the TLS client certificate the request was made
+        with: a certificate-bound token (RFC 8705) is accepted only with it. ``introspect``
+        asks the issuer whether the token is still active when ``Introspection(when=
+        "on_request")`` is configured (``"always"`` always does). ``dpop_proof`` is the
+        request's ``DPoP`` header for a token sent with the DPoP scheme (then ``method`` and
+        ``url``, without query, are the request's); None means it came as a bearer token.
         """
-        entry = self._entry(token)
+        entry = self._entry(token, client_certificate, introspect)
         if entry is None:
-            flow = self._flow(token)
+            flow = self._flow(token, client_certificate, introspect)
             try:
-                seen_attempts = next(flow)
+                step = next(flow)
                 while True:
-                    with self._lock:
-                        if self._keys.attempts == seen_attempts:
-                            self._record(fetch(self._jwks_url, self._fetch_policy))
-                    seen_attempts = flow.send(None)
+                    if isinstance(step, Introspect):
+                        self._introspect(step)
+                    else:
+                        with self._lock:
+                            if self._keys.attempts == step:
+                                self._record(fetch(self._jwks_url, self._fetch_policy))
+                    step = flow.send(None)
             except StopIteration as finished:
                 entry = finished.value
         verdict = self._sender_check(entry, dpop_proof, method, url)
@@ -283,21 +331,26 @@ class TokenValidator:
         self,
         token: str,
         *,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
         dpop_proof: str | None = None,
         method: str | None = None,
         url: str | None = None,
     ) -> Principal:
-        """``validate`` that never blocks the event loop."""
-        entry = self._entry(token)
+        """``validate`` without blocking the event loop."""
+        entry = self._entry(token, client_certificate, introspect)
         if entry is None:
-            flow = self._flow(token)
+            flow = self._flow(token, client_certificate, introspect)
             try:
-                seen_attempts = next(flow)
+                step = next(flow)
                 while True:
-                    async with self._async_locks.current():
-                        if self._keys.attempts == seen_attempts:
-                            self._record(await fetch_async(self._jwks_url, self._fetch_policy))
-                    seen_attempts = flow.send(None)
+                    if isinstance(step, Introspect):
+                        await self._introspect_async(step)
+                    else:
+                        async with self._async_locks.current():
+                            if self._keys.attempts == step:
+                                self._record(await fetch_async(self._jwks_url, self._fetch_policy))
+                    step = flow.send(None)
             except StopIteration as finished:
                 entry = finished.value
         verdict = self._sender_check(entry, dpop_proof, method, url)
@@ -346,9 +399,53 @@ class TokenValidator:
         else:
             self._keys.record_document(outcome, self._clock())
 
+    def _introspect(self, step: Introspect) -> None:
+        client = self._introspection
+        assert client is not None
+        # Concurrent checks of one token wait here for the first one's request.
+        with self._introspection_locks.hold(step.token[-_CACHE_KEY_CHARS:]):
+            if client.entry(step.token) is step.seen:
+                form, headers = client.request(step.token)
+                outcome = fetch(client.endpoint, self._introspection_policy, form, headers)
+                self._record_answer(step, outcome)
+
+    async def _introspect_async(self, step: Introspect) -> None:
+        client = self._introspection
+        assert client is not None
+        async with self._async_introspection_locks.hold(step.token[-_CACHE_KEY_CHARS:]):
+            if client.entry(step.token) is step.seen:
+                form, headers = client.request(step.token)
+                outcome = await fetch_async(
+                    client.endpoint, self._introspection_policy, form, headers
+                )
+                self._record_answer(step, outcome)
+
+    @property
+    def _introspection_policy(self) -> FetchPolicy:
+        assert self._introspection is not None
+        return FetchPolicy(
+            self._introspection.config.timeout,
+            _INTROSPECTION_MAX_BYTES,
+            self._fetch_policy.connection,  # the key endpoint's TLS and proxy settings
+        )
+
+    def _record_answer(self, step: Introspect, outcome: bytes | FetchFailure) -> None:
+        assert self._introspection is not None
+        self._introspection.record(
+            step.token,
+            outcome.reason if isinstance(outcome, FetchFailure) else outcome,
+            self._clock(),
+            step.expires_at,
+        )
+
     # --- the flow -----------------------------------------------------------------------------
 
-    def _flow(self, token: str) -> Generator[int, None, _Verified]:
+    def _flow(
+        self, token: str, certificate: ClientCertificate | None, introspect: bool
+    ) -> Generator[int | Introspect, None, _Verified]:
+        introspecting = self._introspecting(introspect)
+        if self._introspection is not None and is_opaque(token, self._max_token_size):
+            return (yield from self._opaque_flow(token, certificate))
         header_segment, payload_segment, signature_segment = split_token(
             token, self._max_token_size
         )
@@ -365,8 +462,68 @@ class TokenValidator:
         key = verifying_key(keys, header.alg, signing_input, signature)
         if key is None:
             raise InvalidSignature()
-        principal = check_claims(claims, self._policy, now)
-        return self._remember(token, principal, key, bound_thumbprint(claims))
+        bound = self._check_binding(claims, certificate)
+        introspected_until: float | None = None
+        if self._introspection is not None and "aud" not in claims:
+            # A lightweight token (Keycloak 24+): its audience, roles and scopes are in the
+            # introspection answer, and the claim checks need them.
+            answer, introspected_until = yield from self._introspected(
+                token, claims.get("exp"), needed=True
+            )
+            assert answer is not None  # needed: no answer was refused
+            claims = merged_claims(claims, answer)
+        principal = check_claims(claims, self._policy, self._clock())
+        if introspecting and introspected_until is None:
+            _, introspected_until = yield from self._introspected(
+                token, principal.expires_at, needed=False
+            )
+        return self._remember(token, principal, key, bound, introspected_until, claims)
+
+    def _opaque_flow(
+        self, token: str, certificate: ClientCertificate | None
+    ) -> Generator[Introspect, None, _Verified]:
+        """A token that is not a JWT: only the issuer can say what it is, and its answer's
+        claims go through the same checks as a JWT's."""
+        answer, until = yield from self._introspected(token, None, needed=True)
+        assert answer is not None  # needed: no answer was refused
+        claims = merged_claims({}, answer)
+        bound = self._check_binding(claims, certificate)
+        principal = check_claims(claims, self._policy, self._clock())
+        return self._remember(token, principal, None, bound, until, claims)
+
+    def _introspecting(self, introspect: bool) -> bool:
+        client = self._introspection
+        if client is None:
+            _require(not introspect, "introspect=True needs TokenValidator(introspection=...)")
+            return False
+        return introspect or client.config.when == "always"
+
+    def _introspected(
+        self, token: str, expires_at: object, *, needed: bool
+    ) -> Generator[Introspect, None, tuple[Answer | None, float]]:
+        """The answer on ``token`` (asking the driver for one unless a fresh one is cached) and
+        until when it stands; None for no answer that ``on_failure="accept"`` lets pass."""
+        client = self._introspection
+        assert client is not None
+        entry = client.fresh(token, self._clock())
+        if entry is None:
+            exp = float(expires_at) if type(expires_at) in (int, float) else None  # type: ignore[arg-type]
+            yield Introspect(token, client.entry(token), exp)
+            entry = client.entry(token)
+        answer = client.verdict(entry, needed=needed)
+        return answer, 0.0 if entry is None else entry.valid_until
+
+    def _check_binding(
+        self, claims: dict[str, Any], certificate: ClientCertificate | None
+    ) -> str | None:
+        """The thumbprint the token is bound to, once the certificate matched it (RFC 8705)."""
+        bound = bound_thumbprint(claims)
+        if bound is None:
+            if self._certificate_bound == "required":
+                raise CertificateMismatch("certificate-bound token required")
+            return None
+        check_certificate(bound, certificate)
+        return bound
 
     def _parse_header(self, segment: bytes) -> Header:
         header = parse_header(
@@ -379,25 +536,36 @@ class TokenValidator:
 
     # --- the verified-token cache -------------------------------------------------------------
 
-    def cached(self, token: str) -> Principal | None:
-        """The principal of a bearer token this validator verified, while that verification
-        holds.
+    def cached(
+        self,
+        token: str,
+        client_certificate: ClientCertificate | None = None,
+        introspect: bool = False,
+    ) -> Principal | None:
+        """The principal of a token this validator verified, while that verification holds.
 
         No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
-        coroutine. None means "not in the cache", never "invalid"; it is always None for a
-        DPoP-bound token, whose every request needs its proof checked.
+        coroutine. None means "not in the cache", never "invalid". A certificate-bound token is
+        a hit only with its certificate; with ``introspect``, only if it was introspected; a
+        DPoP-bound token never, as every request needs its proof checked.
         """
-        entry = self._entry(token)
+        entry = self._entry(token, client_certificate, introspect)
         return entry.principal if entry is not None and entry.bearer else None
 
-    def _entry(self, token: str) -> _Verified | None:
+    def _entry(
+        self, token: str, client_certificate: ClientCertificate | None, introspect: bool
+    ) -> _Verified | None:
         if type(token) is not str:
             return None  # input the full path will refuse
         cache_key = token[-_CACHE_KEY_CHARS:]
         entry = self._verified.get(cache_key)
         if entry is None or entry.token != token:
             return None
-        if self._clock() < entry.valid_until and not entry.key.retired:
+        if self._clock() < entry.valid_until and (entry.key is None or not entry.key.retired):
+            if entry.certificate is not None and not matches(entry.certificate, client_certificate):
+                return None  # the full path says why
+            if introspect and not entry.introspected:
+                return None
             try:
                 self._verified.move_to_end(cache_key)
             except KeyError:  # evicted by another thread meanwhile
@@ -407,13 +575,31 @@ class TokenValidator:
         return None
 
     def _remember(
-        self, token: str, principal: Principal, key: VerificationKey, jkt: str | None
+        self,
+        token: str,
+        principal: Principal,
+        key: VerificationKey | None,
+        certificate: str | None,
+        introspected_until: float | None,
+        claims: dict[str, Any],
     ) -> _Verified:
-        # Until the key set is due for a refresh: then the full path refreshes it.
+        # Until the key set is due for a refresh: then the full path refreshes it. An
+        # introspected token, until the introspection's outcome goes stale.
         valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
-        bearer = jkt is None and self._dpop != "required"
-        ath = None if jkt is None else access_token_hash(token)
-        entry = _Verified(token, principal, key, valid_until, jkt, bearer, ath)
+        if introspected_until is not None:
+            valid_until = min(valid_until, introspected_until)
+        jkt = dpop_thumbprint(claims)
+        entry = _Verified(
+            token,
+            principal,
+            key,
+            valid_until,
+            certificate,
+            introspected_until is not None,
+            jkt,
+            jkt is None and self._dpop != "required",
+            None if jkt is None else access_token_hash(token),
+        )
         if not self._token_cache_size:
             return entry
         self._verified[token[-_CACHE_KEY_CHARS:]] = entry

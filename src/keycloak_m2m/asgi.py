@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ._asgi_scope import presented
-from ._errors import AuthError, KeysUnavailable
+from ._errors import AuthError, Unavailable
 from ._principal import Principal
 from ._request import ErrorAnswer, Gate, Need, Requirement, RequirementOptions, TokenVerifier
 
@@ -98,6 +98,9 @@ class TokenAuthMiddleware:
     protection space in ``WWW-Authenticate`` (default: the validator's issuer). ``public_url``
     (``"https://api.example.com"``) is the address clients call, for a service behind a proxy:
     DPoP proofs name it. ``lifespan`` and any other scope type pass through untouched.
+    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
+    the header in which the TLS-terminating proxy in front passes the client certificate, for
+    certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class TokenAuthMiddleware:
         validator: TokenVerifier,
         exclude_paths: Iterable[str] = (),
         realm: str | None = None,
+        client_cert_header: str | None = None,
         public_url: str | None = None,
         **requirement: Unpack[RequirementOptions],
     ) -> None:
@@ -116,7 +120,7 @@ class TokenAuthMiddleware:
         self.app = app
         self._open_paths = frozenset(path for path in paths if not path.endswith("*"))
         self._open_prefixes = tuple(path[:-1] for path in paths if path.endswith("*"))
-        self._gate = Gate(validator, realm, public_url)
+        self._gate = Gate(validator, realm, client_cert_header, public_url)
         self._requirement = Requirement.of(**requirement)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -135,7 +139,7 @@ class TokenAuthMiddleware:
         gate = self._gate
         requirement = self._requirement
         try:
-            request = presented(scope)
+            request = presented(scope, gate.certificate_header)
             principal = gate.admit(request, requirement)
             if isinstance(principal, Need):
                 body = _BufferedBody(receive)
@@ -215,6 +219,6 @@ async def _refuse_websocket(
         )
         await send({"type": "websocket.http.response.body", "body": answer.body})
         return
-    code = _CLOSE_TRY_AGAIN if isinstance(error, KeysUnavailable) else _CLOSE_REFUSED
+    code = _CLOSE_TRY_AGAIN if isinstance(error, Unavailable) else _CLOSE_REFUSED
     reason = error.description.encode("utf-8")[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
     await send({"type": "websocket.close", "code": code, "reason": reason})

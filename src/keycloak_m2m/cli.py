@@ -5,20 +5,24 @@ runs it; a new command is one more such function in ``_COMMANDS``.
 
 Exit codes: 0 success; 1 the answer is no (token invalid, token refused, server unreachable);
 2 the command was used wrongly (bad argument, missing setting). Failures are one line on stderr,
-never a traceback.
+never a traceback; the package's log records reach the terminal only with ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import version
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from urllib.parse import urlsplit
 
 from ._client import ClientCredentials, TokenRequestError
-from ._errors import AuthError, KeysUnavailable, MalformedToken
-from ._inspect import describe_principal, explain, render
+from ._errors import AuthError, InvalidAudience, InvalidIssuer, KeysUnavailable, MalformedToken
+from ._inspect import audience_mismatch, describe_principal, explain, issuer_mismatch, render
 from ._validator import TokenValidator
 
 __all__ = ["main"]
@@ -65,12 +69,27 @@ def _read_token(argument: str | None) -> str:
     return token
 
 
+def _verbosity() -> _Parser:
+    # On the main parser and on each command, so that -v may come before or after the command.
+    # SUPPRESS: a command's default must not overwrite a -v given before it.
+    options = _Parser(add_help=False)
+    options.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the package's log records (key fetches, retries) on stderr",
+    )
+    return options
+
+
 # --- inspect -----------------------------------------------------------------------------------
 
 
 def _add_inspect(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "inspect",
+        parents=[_verbosity()],
         help="decode a token WITHOUT verifying it and explain it",
         description="Decode a token without verifying it: header, claims, who it speaks for, "
         "roles, scopes, expiry and what a resource server would object to.",
@@ -97,6 +116,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
 def _add_verify(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "verify",
+        parents=[_verbosity()],
         help="validate a token against its issuer, as a resource server would",
         description="Validate a token fully (signature with the issuer's published keys, "
         "issuer, audience, expiry, type, service account). Exit 0 if valid, 1 if not.",
@@ -122,6 +142,13 @@ def _add_verify(commands: Subparsers) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    if args.keycloak_url is not None and "/realms/" in urlsplit(args.keycloak_url).path + "/":
+        # The realm path comes from the issuer: it would appear twice, and Keycloak answer 404.
+        raise _Failure(
+            "--keycloak-url must be Keycloak's base URL without /realms/...: "
+            "the realm comes from --issuer",
+            _USAGE_ERROR,
+        )
     try:
         validator = TokenValidator(
             args.issuer,
@@ -138,11 +165,26 @@ def _run_verify(args: argparse.Namespace) -> int:
     except KeysUnavailable:
         raise _Failure(f"cannot get the signing keys from {validator.jwks_url}", _REFUSED) from None
     except AuthError as error:
-        print(f"invalid token: {error.description} ({type(error).__name__})")
-        return _REFUSED
+        reason = f"invalid token: {error.description} ({type(error).__name__})"
+        raise _Failure(reason + _mismatch(error, token, args), _REFUSED) from None
     print("valid token")
     print("\n".join(describe_principal(principal, time.time())))
     return 0
+
+
+def _mismatch(error: AuthError, token: str, args: argparse.Namespace) -> str:
+    """For an issuer or audience mismatch, what was expected and what the token carries.
+
+    The operator holds the token: its claims may be shown to them, never the token itself.
+    Such a token passed the signature check, so its claims are readable.
+    """
+    if isinstance(error, InvalidIssuer):
+        found = explain(token, now=time.time()).claims.get("iss")
+        return ": " + issuer_mismatch(args.issuer, found)
+    if isinstance(error, InvalidAudience):
+        claims = explain(token, now=time.time()).claims
+        return ": " + audience_mismatch(args.audience, claims.get("aud"), claims.get("azp"))
+    return ""
 
 
 # --- token -------------------------------------------------------------------------------------
@@ -151,6 +193,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _add_token(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "token",
+        parents=[_verbosity()],
         help="print a fresh access token of the client configured in the environment",
         description="Print a fresh access token (client-credentials grant) for use in scripts. "
         "Settings: KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET (or "
@@ -186,6 +229,7 @@ def _run_token(args: argparse.Namespace) -> int:
 def _add_demo(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "demo",
+        parents=[_verbosity()],
         help="run a local realm, a protected service and its caller, step by step",
         description="Start a local Keycloak-compatible realm, a FastAPI notification-service "
         "protected by this package and a shop-api caller, all on 127.0.0.1, and walk through "
@@ -221,7 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=_PROG,
         description="Keycloak machine-to-machine tokens: demo, inspect, verify, obtain.",
+        parents=[_verbosity()],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version(_PROG)}")
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", required=True, parser_class=_Parser
     )
@@ -230,14 +276,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _log_records(verbose: bool) -> Iterator[None]:
+    """Show the package's log records on stderr with -v; otherwise keep them off the terminal.
+
+    Without a handler of its own, a WARNING record would reach Python's last-resort handler and
+    print before the command's one-line error.
+    """
+    logger = logging.getLogger("keycloak_m2m")
+    handler: logging.Handler = logging.NullHandler()
+    level = logger.level
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{_PROG}: %(levelname)s: %(message)s"))
+        logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exit:  # --help, or a usage error already printed
+    except SystemExit as exit:  # --help, --version, or a usage error already printed
         return exit.code if isinstance(exit.code, int) else _USAGE_ERROR
     try:
-        code: int = args.run(args)
+        with _log_records(getattr(args, "verbose", False)):
+            code: int = args.run(args)
     except _Failure as failure:
         print(f"{_PROG}: error: {failure}", file=sys.stderr)
         return failure.exit_code

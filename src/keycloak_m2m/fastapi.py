@@ -97,6 +97,9 @@ class TokenAuth(SecurityBase):
     ``install(app)`` once so refusals get the RFC 6750 JSON body. ``realm`` names the protection
     space in ``WWW-Authenticate`` (default: the validator's issuer); ``public_url`` is the
     address clients call, for a service behind a proxy (DPoP proofs name it).
+    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
+    the header in which the TLS-terminating proxy in front passes the client certificate, for
+    certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
     """
 
     __signature__: inspect.Signature
@@ -107,18 +110,28 @@ class TokenAuth(SecurityBase):
         *,
         token_url: str | None = None,
         realm: str | None = None,
+        client_cert_header: str | None = None,
         public_url: str | None = None,
     ) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
-        self._gate = Gate(validator, realm, public_url)
+        self._gate = Gate(validator, realm, client_cert_header, public_url)
         self._client_credentials = None if token_url is None else _client_credentials(token_url)
         # FastAPI reads a dependency's parameters from its signature; a client-credentials
         # parameter makes it list that scheme in the OpenAPI document too.
         self.__signature__ = _dependency_signature(self._client_credentials, ())
 
     def install(self, app: FastAPI) -> None:
-        """Answer refusals with the RFC 6750 JSON body instead of FastAPI's ``detail``."""
+        """Answer refusals with the RFC 6750 JSON body instead of FastAPI's ``detail``.
+
+        Call it before the app starts: the handler is part of the middleware stack that Starlette
+        builds once, at startup or on the first request, and a late one would silently do nothing.
+        """
+        if app.middleware_stack is not None:
+            raise RuntimeError(
+                "TokenAuth.install(app) must be called before the app starts serving: "
+                "its exception handlers are fixed once it has started"
+            )
         app.add_exception_handler(_Refused, _answer_refusal)
 
     async def __call__(
@@ -134,6 +147,8 @@ class TokenAuth(SecurityBase):
         ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token gets None; a bad token is still refused.
+        ``introspect`` asks the issuer whether the token is still active, for a validator with
+        ``Introspection(when="on_request")``.
         """
         return _Dependency(self, Requirement.of(**requirement))
 
@@ -143,7 +158,10 @@ class TokenAuth(SecurityBase):
         gate = self._gate
         try:
             return await gate.run_async(
-                presented(request.scope), requirement, _BodyReader(request).read, security_scopes
+                presented(request.scope, gate.certificate_header),
+                requirement,
+                _BodyReader(request).read,
+                security_scopes,
             )
         except AuthError as error:
             raise _Refused(gate.answer(error), error) from error

@@ -28,6 +28,7 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
         'keycloak_m2m.flask needs Flask: pip install "keycloak-m2m[flask]"'
     ) from missing
 
+from ._binding import ForwardedCertificate
 from ._errors import AuthError
 from ._principal import Principal
 from ._request import Gate, Presented, Requirement, RequirementOptions, TokenVerifier
@@ -60,7 +61,9 @@ class TokenAuth:
     Give the validator here, or call ``init_app(app)`` to build it from ``app.config``.
     ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer);
     ``public_url`` is the address clients call, for a service behind a proxy (DPoP proofs
-    name it).
+    name it). ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``)
+    names the header in which the TLS-terminating proxy in front passes the client certificate;
+    set it only behind such a proxy, which must overwrite the header.
     """
 
     def __init__(
@@ -68,11 +71,15 @@ class TokenAuth:
         validator: TokenVerifier | None = None,
         *,
         realm: str | None = None,
+        client_cert_header: str | None = None,
         public_url: str | None = None,
     ) -> None:
         self._realm = realm
+        self._client_cert_header = client_cert_header
         self._public_url = public_url
-        self._gate = None if validator is None else Gate(validator, realm, public_url)
+        self._gate = (
+            None if validator is None else Gate(validator, realm, client_cert_header, public_url)
+        )
         # The views this instance guards, as they were before wrapping: one of them registered
         # as is means @auth.require(...) was placed above @app.route(...).
         self._unguarded: dict[Callable[..., Any], str] = {}
@@ -87,7 +94,7 @@ class TokenAuth:
         if gate is None:
             validator = _validator_from_config(app.config)
             realm = self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING)
-            gate = Gate(validator, realm, self._public_url)
+            gate = Gate(validator, realm, self._client_cert_header, self._public_url)
         app.extensions.setdefault(_EXTENSION, {})[self] = gate
         self._check_order(app, settled=False)
         app.before_request(lambda: self._check_order(current_app))
@@ -98,7 +105,8 @@ class TokenAuth:
         ``any_roles``, ``any_scopes`` (one of each held), ``allow`` (the application's check).
 
         With ``optional`` a request without a token runs the view as anonymous (the principal is
-        None); a bad token is still refused.
+        None); a bad token is still refused. ``introspect`` asks the issuer whether the token
+        is still active, for a validator with ``Introspection(when="on_request")``.
         """
         checked = Requirement.of(**requirement)
 
@@ -130,7 +138,7 @@ class TokenAuth:
         """Put the caller on ``g`` and return None, or return the refusal to send."""
         gate = self._current_gate()
         try:
-            g.principal = gate.run(_presented(), requirement, _read_body)
+            g.principal = gate.run(_presented(gate), requirement, _read_body)
         except AuthError as error:
             answer = gate.answer(error)
             return Response(answer.body, answer.status_code, answer.headers)
@@ -165,9 +173,17 @@ class TokenAuth:
             checked.add(self)
 
 
-def _presented() -> Presented:
-    """The request step's input from the current Flask request."""
+def _presented(gate: Gate) -> Presented:
+    """The request step's input from the current Flask request: the client certificate from
+    the trusted proxy's header when one is configured, else from the WSGI server's
+    ``SSL_CLIENT_CERT``."""
     headers = request.headers
+    header = gate.certificate_header
+    certificate = (
+        request.environ.get("SSL_CLIENT_CERT") or None
+        if header is None
+        else ForwardedCertificate(header, tuple(headers.getlist(header)))
+    )
     return Presented(
         request.method,
         request.host_url.rstrip("/"),
@@ -176,7 +192,7 @@ def _presented() -> Presented:
         headers.getlist("DPoP"),
         request.query_string,
         request.content_type,
-        request.environ.get("SSL_CLIENT_CERT") or None,
+        certificate,
     )
 
 

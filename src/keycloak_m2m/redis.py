@@ -135,7 +135,8 @@ class RedisReplayCache:
             _log.warning("DPoP replay cache unreachable (%s); accepting the proof", type(error))
             return True
         _log.warning("DPoP replay cache unreachable (%s); refusing the proof", type(error))
-        raise ReplayCacheUnavailable() from error
+        # Redis outages are usually short: a client may try again in a second.
+        raise ReplayCacheUnavailable(retry_after=1.0) from error
 
 
 def _seconds(ttl: float) -> int:

@@ -185,6 +185,38 @@ def test_without_install_the_status_and_headers_are_still_right(
     assert response.json()["detail"]["error"] == "unauthorized"
 
 
+def whoami_app(auth: TokenAuth) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/whoami")
+    async def whoami(caller: Annotated[Principal, Depends(auth)]) -> str:
+        return caller.client_id
+
+    return app
+
+
+def test_install_after_the_routes_works(validator: TokenValidator) -> None:
+    auth = TokenAuth(validator)
+    app = whoami_app(auth)  # routes first, then install: the order does not matter
+    auth.install(app)
+
+    with TestClient(app) as client:
+        assert client.get("/whoami").json()["error"] == "unauthorized"
+
+
+def test_install_after_the_app_served_a_request_fails_loudly(validator: TokenValidator) -> None:
+    auth = TokenAuth(validator)
+    app = whoami_app(auth)
+    with TestClient(app) as client:
+        assert client.get("/whoami").status_code == 401
+
+        with pytest.raises(RuntimeError, match=r"install\(app\) must be called before the app"):
+            auth.install(app)
+
+        # Nothing changed half-way: refusals keep FastAPI's body.
+        assert client.get("/whoami").json()["detail"]["error"] == "unauthorized"
+
+
 # --- OpenAPI ----------------------------------------------------------------------------------
 
 

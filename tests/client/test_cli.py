@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 
 import pytest
 
@@ -171,12 +172,16 @@ def test_verify_with_jwks_url_and_stdin(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"claims": {"aud": "billing-service"}}, "audience mismatch (InvalidAudience)"),
+        (
+            {"claims": {"aud": "billing-service"}},
+            "audience mismatch (InvalidAudience): "
+            "expected 'notification-service', found ['billing-service']",
+        ),
         ({"expires_in": -120}, "token expired (ExpiredToken)"),
         ({"signature": b"\x00" * 256}, "signature verification failed (InvalidSignature)"),
     ],
 )
-def test_verify_prints_the_exact_reason(
+def test_verify_refusal_is_one_line_on_stderr(
     live_realm: LocalRealm,
     capsys: pytest.CaptureFixture[str],
     change: dict[str, object],
@@ -187,7 +192,93 @@ def test_verify_prints_the_exact_reason(
     code = main(["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE])
 
     assert code == 1
-    assert capsys.readouterr().out == f"invalid token: {reason}\n"
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"keycloak-m2m: error: invalid token: {reason}\n"
+
+
+def test_verify_refuses_garbage_in_one_line(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["verify", "e30.!!!.sig", "--issuer", live_realm.issuer, "--audience", AUDIENCE])
+
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (1, "")
+    assert captured.err.startswith("keycloak-m2m: error: invalid token: ")
+    assert captured.err.endswith("(MalformedToken)\n")
+    assert captured.err.count("\n") == 1, captured.err
+
+
+def assert_token_not_shown(token: str, text: str) -> None:
+    for segment in token.split("."):
+        assert segment not in text
+
+
+def test_verify_explains_a_token_meant_only_for_account(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = live_realm.mint(CLIENT, claims={"aud": "account"})  # Keycloak's default audience
+
+    assert main(["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE]) == 1
+
+    line = one_error_line(capsys)
+    assert "expected 'notification-service', found ['account']" in line
+    assert "an Audience mapper for 'notification-service' (Clients > shop-api > " in line
+    assert "--azp-as-audience fits only a token issued to the API's own client" in line
+    assert_token_not_shown(token, line)
+
+
+def test_verify_points_at_azp_as_audience_for_the_apis_own_token(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live_realm.add_client(AUDIENCE, SECRET)  # the API's own client, with a service account
+    token = live_realm.mint(AUDIENCE)  # aud: "account" only
+    argv = ["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE]
+
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+    assert "it was issued to 'notification-service' (azp): --azp-as-audience accepts" in line
+
+    assert main([*argv, "--azp-as-audience"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("expected", "hint"),
+    [
+        ("{issuer}/", "only a trailing slash differs"),
+        ("{base}/auth/realms/shop", "only /auth differs"),
+        ("{base}/realms/other", ""),
+    ],
+)
+def test_verify_explains_an_issuer_mismatch(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str], expected: str, hint: str
+) -> None:
+    token = live_realm.mint(CLIENT)
+    issuer = expected.format(issuer=live_realm.issuer, base=live_realm.base_url)
+    argv = ["verify", token, "--issuer", issuer, "--audience", AUDIENCE]
+
+    assert main([*argv, "--jwks-url", live_realm.jwks_url]) == 1
+
+    line = one_error_line(capsys)
+    assert line.startswith(
+        "keycloak-m2m: error: invalid token: issuer mismatch (InvalidIssuer): "
+        f"expected {issuer!r}, found {live_realm.issuer!r}"
+    )
+    assert hint in line
+    assert_token_not_shown(token, line)
+
+
+def test_verify_with_a_realm_url_as_keycloak_url(
+    live_realm: LocalRealm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["verify", "x.y.z", "--issuer", live_realm.issuer, "--audience", AUDIENCE]
+
+    assert main([*argv, "--keycloak-url", live_realm.issuer]) == 2
+    assert one_error_line(capsys) == (
+        "keycloak-m2m: error: --keycloak-url must be Keycloak's base URL without /realms/...: "
+        "the realm comes from --issuer"
+    )
+    assert live_realm.request_count("certs") == 0
 
 
 def test_verify_with_unreachable_keys(
@@ -231,6 +322,24 @@ def test_token_with_missing_settings(
         "keycloak-m2m: error: missing environment variables: KEYCLOAK_URL, KEYCLOAK_REALM, "
         "KEYCLOAK_CLIENT_ID, KEYCLOAK_CLIENT_SECRET"
     )
+
+
+@pytest.mark.parametrize("suffix", ["/realms/shop", "/auth/realms/shop/"])
+def test_token_with_a_realm_url_as_keycloak_url(
+    live_realm: LocalRealm,
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+) -> None:
+    monkeypatch.setenv("KEYCLOAK_URL", live_realm.base_url + suffix)
+
+    assert main(["token"]) == 2
+    assert one_error_line(capsys) == (
+        "keycloak-m2m: error: KEYCLOAK_URL must be Keycloak's base URL without /realms/...: "
+        "name the realm in KEYCLOAK_REALM"
+    )
+    assert live_realm.request_count("token") == 0
 
 
 def test_token_with_a_wrong_secret(
@@ -288,6 +397,11 @@ def test_a_bad_argument_is_one_line(
     assert line.endswith("(see --help)")
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"keycloak-m2m {version('keycloak-m2m')}\n"
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
@@ -330,3 +444,30 @@ def test_python_m_failure_in_a_subprocess_is_one_line(
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_verify_failure_in_a_subprocess_is_one_line(live_realm: LocalRealm, dead_url: str) -> None:
+    token = live_realm.mint(CLIENT)
+    argv = ["verify", token, "--issuer", live_realm.issuer, "--audience", AUDIENCE]
+
+    done = run_module(*argv, "--keycloak-url", dead_url, environment={})
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("keycloak-m2m: error: cannot get the signing keys from ")
+    assert len(done.stderr.splitlines()) == 1, done.stderr  # no "key set fetch failed" record
+
+
+def test_token_retries_are_logged_only_with_verbose(
+    environment: dict[str, str], dead_url: str
+) -> None:
+    settings = {**environment, "KEYCLOAK_URL": dead_url}
+
+    quiet = run_module("token", "--retries", "2", environment=settings)
+    verbose = run_module("token", "-v", "--retries", "2", environment=settings)
+
+    assert quiet.returncode == verbose.returncode == 1
+    assert len(quiet.stderr.splitlines()) == 1, quiet.stderr
+    assert "unavailable after 3 attempts" in quiet.stderr
+    retries = [line for line in verbose.stderr.splitlines() if "retrying in" in line]
+    assert len(retries) == 2, verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == quiet.stderr.strip()

@@ -117,6 +117,8 @@ def test_verify_command_takes_azp_as_audience(
     command = ["verify", issued, "--issuer", realm.issuer, "--audience", WEB_ECHO]
 
     assert main(command) == 1
-    assert "audience mismatch" in capsys.readouterr().out
+    refusal = capsys.readouterr().err  # a refusal is one line on stderr
+    assert "audience mismatch" in refusal
+    assert "--azp-as-audience accepts" in refusal
     assert main([*command, "--azp-as-audience"]) == 0
     assert "valid token" in capsys.readouterr().out

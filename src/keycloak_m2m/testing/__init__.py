@@ -7,5 +7,6 @@ provides it as the ``local_realm`` fixture.
 from __future__ import annotations
 
 from ._realm import LocalRealm
+from ._tls import CertificateAuthority, IssuedCertificate
 
-__all__ = ["LocalRealm"]
+__all__ = ["CertificateAuthority", "IssuedCertificate", "LocalRealm"]

@@ -129,6 +129,10 @@ class Client:
     # Keycloak's "Require DPoP bound tokens": token requests without a proof are refused.
     dpop_bound: bool = False
     enabled: bool = True
+    # Authenticates with its TLS certificate (tls_client_auth) and gets tokens bound to it.
+    certificate_bound: bool = False
+    # The x5t#S256 of the certificate this request authenticated with, for its token's cnf.
+    bound_to: str | None = None
 
     def allowed_origins(self) -> tuple[str, ...]:
         """The Web Origins as Keycloak resolves them: "+" stands for the origins of the
@@ -157,6 +161,7 @@ def make_client(
     web_origins: Iterable[str],
     redirect_uris: Iterable[str],
     lightweight_tokens: bool,
+    certificate_bound: bool = False,
     dpop_bound: bool = False,
 ) -> Client:
     """A client from ``add_client``'s arguments, each checked."""
@@ -181,6 +186,7 @@ def make_client(
         web_origins=origins,
         redirect_uris=strings(redirect_uris, "redirect_uris"),
         lightweight_tokens=lightweight_tokens,
+        certificate_bound=certificate_bound,
         dpop_bound=dpop_bound,
     )
 

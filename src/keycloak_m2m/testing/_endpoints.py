@@ -8,6 +8,7 @@ Everything else is a 404, like any path Keycloak does not know.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -30,6 +31,7 @@ from ._protocol import (
     with_cors,
 )
 from ._server import Request, Response
+from ._tls import common_name, thumbprint
 
 if TYPE_CHECKING:
     from ._realm import LocalRealm
@@ -118,11 +120,23 @@ def _discovery_document(realm: LocalRealm) -> dict[str, Any]:
 def _authenticate(realm: LocalRealm, request: Request, form: Mapping[str, str]) -> Client:
     client_id, secret = presented_credentials(request, form)
     client = realm._client_or_none(client_id)
+    if client is not None and client.certificate_bound and client.enabled:
+        return _certificate_client(client, request)
     if client is None or secret is None or not client.enabled:
         raise invalid_client()
     if not hmac.compare_digest(client.secret.encode("utf-8"), secret.encode("utf-8")):
         raise invalid_client()
     return client
+
+
+def _certificate_client(client: Client, request: Request) -> Client:
+    """Keycloak's X.509 client authenticator (RFC 8705 tls_client_auth): the connection's
+    certificate, verified against the realm's CA, must name the client; no secret. The client
+    comes back bound to it, for the token's ``cnf``."""
+    der = request.client_certificate
+    if der is None or common_name(der) != client.client_id:
+        raise invalid_client()
+    return dataclasses.replace(client, bound_to=thumbprint(der))
 
 
 def _client_endpoint(

@@ -11,11 +11,13 @@ import copy
 import dataclasses
 import hashlib
 import math
+import secrets
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
@@ -56,6 +58,7 @@ from ._keys import (
 )
 from ._protocol import NOT_FOUND
 from ._server import HttpServer, Request, Response
+from ._tls import IssuedCertificate, RealmTls
 
 __all__ = ["Endpoint", "LocalRealm", "PrivateKey"]
 
@@ -81,6 +84,7 @@ class LocalRealm(FaultInjection):
         legacy_auth_prefix: bool | None = None,
         keycloak_version: int = CURRENT_KEYCLOAK,
         clock: Callable[[], float] = time.time,
+        tls: bool = False,
     ) -> None:
         if not name:
             raise ValueError("realm name must not be empty")
@@ -98,12 +102,15 @@ class LocalRealm(FaultInjection):
         self._stopping = threading.Event()
         self._server: HttpServer | None = None
         self._port: int | None = None
+        self._tls = RealmTls(name) if tls else None
         self._keys = KeyRing(algorithm, name)
         self._clients: dict[str, Client] = {}
         # Revoked tokens by jti (by digest when they have none); the full claims of the
         # lightweight tokens issued, by jti, for introspection.
         self._revoked: set[str] = set()
         self._full_claims: dict[str, dict[str, Any]] = {}
+        # The claims of the opaque (non-JWT) tokens issued by opaque_token(), by token.
+        self._opaque: dict[str, dict[str, Any]] = {}
         self._faults: dict[Endpoint, Fault] = {}
         self._counts: Counter[Endpoint] = Counter()
         self._made_up_subject = str(uuid.uuid4())
@@ -135,7 +142,9 @@ class LocalRealm(FaultInjection):
         with self._lock:
             if self._port is not None:
                 raise RuntimeError("a LocalRealm can only be started once")
-            self._server = HttpServer(self._handle)
+            self._server = HttpServer(
+                self._handle, None if self._tls is None else self._tls.context
+            )
             self._port = self._server.port
         return self
 
@@ -147,6 +156,8 @@ class LocalRealm(FaultInjection):
             return
         self._stopping.set()
         server.close()
+        if self._tls is not None:
+            self._tls.directory.cleanup()
 
     def __enter__(self) -> LocalRealm:
         return self.start()
@@ -177,7 +188,22 @@ class LocalRealm(FaultInjection):
     def base_url(self) -> str:
         if self._port is None:
             raise RuntimeError("the realm has not been started")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM file of the CA behind a ``tls=True`` realm's certificates, to trust it."""
+        if self._tls is None:
+            raise RuntimeError("the realm serves plain HTTP; use LocalRealm(tls=True)")
+        return self._tls.ca_file
+
+    def client_certificate(self, client_id: str) -> IssuedCertificate:
+        """A TLS client certificate (``CN=<client_id>``) from a ``tls=True`` realm's CA: what a
+        client added with ``certificate_bound=True`` authenticates with."""
+        if self._tls is None:
+            raise RuntimeError("the realm serves plain HTTP; use LocalRealm(tls=True)")
+        return self._tls.authority.client_certificate(client_id)
 
     @property
     def issuer(self) -> str:
@@ -258,6 +284,7 @@ class LocalRealm(FaultInjection):
         web_origins: Iterable[str] = (),
         redirect_uris: Iterable[str] = (),
         lightweight_tokens: bool = False,
+        certificate_bound: bool = False,
         dpop_bound: bool = False,
     ) -> None:
         """Register (or replace) a confidential client with a service account.
@@ -279,6 +306,7 @@ class LocalRealm(FaultInjection):
             web_origins=web_origins,
             redirect_uris=redirect_uris,
             lightweight_tokens=lightweight_tokens,
+            certificate_bound=certificate_bound,
             dpop_bound=dpop_bound,
         )
         with self._lock:
@@ -356,6 +384,8 @@ class LocalRealm(FaultInjection):
         """A token as the token endpoint signs it (bound to the DPoP key ``jkt`` if given), and
         its full claims."""
         claims = self._claims_for(client, scopes)
+        if client.bound_to is not None:
+            claims["cnf"] = {"x5t#S256": client.bound_to}  # RFC 8705 section 3
         if jkt is not None:
             claims = dpop_bound(claims, jkt)
         return signed_by_realm(self._keys.active(), self._jwt_claims(client, claims)), claims
@@ -380,7 +410,9 @@ class LocalRealm(FaultInjection):
         """The full claims of an access token as introspection sees it, or None if it is not
         active: not signed by a published key, another issuer, expired, not an access token,
         revoked, or of an unknown or disabled client."""
-        claims = verified_payload(token, self._keys.named)
+        with self._lock:
+            opaque = self._opaque.get(token)
+        claims = opaque or verified_payload(token, self._keys.named)
         if (
             claims is None
             or claims.get("iss") != self.issuer
@@ -395,6 +427,16 @@ class LocalRealm(FaultInjection):
                 return None
             full: dict[str, Any] = self._full_claims.get(str(claims.get("jti")), claims)
         return full
+
+    def opaque_token(self, client_id: str) -> str:
+        """An opaque (non-JWT) access token for ``client_id``, such as a reference-token
+        provider issues: only introspection tells what it stands for (the claims a JWT of
+        this client would carry)."""
+        client = self._client(client_id)
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._opaque[token] = self._claims_for(client, self._default_grant(client))
+        return token
 
     def revoke(self, token: str) -> None:
         """Revoke ``token`` as the revocation endpoint does: from now on it introspects

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import traceback
@@ -36,6 +37,8 @@ class Request:
     # Lower-cased names; the first occurrence wins.
     headers: Mapping[str, str]
     body: bytes
+    # The DER of the TLS client certificate the connection was made with, verified.
+    client_certificate: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,9 @@ class _Server(ThreadingHTTPServer):
     # We join connection threads ourselves in close(), after waking them up.
     block_on_close = False
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None) -> None:
         self.app = handler
+        self.tls = tls
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _RequestHandler)
@@ -83,6 +87,17 @@ class _Server(ThreadingHTTPServer):
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
+            if self.tls is not None:
+                # The handshake here, in the connection's thread: a slow client holds only it,
+                # and close() can cut it.
+                wrapped = self.tls.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
+                with self._connections_lock:
+                    self._connections.pop(request, None)
+                    self._connections[wrapped] = threading.current_thread()
+                request = wrapped
+                wrapped.do_handshake()
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
@@ -139,7 +154,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         path, _, query = self.path.partition("?")
         headers = {name.lower(): value for name, value in reversed(self.headers.items())}
-        request = Request(self.command, path, query, headers, body)
+        connection = self.connection
+        certificate = (
+            connection.getpeercert(binary_form=True)
+            if isinstance(connection, ssl.SSLSocket)
+            else None
+        )
+        request = Request(self.command, path, query, headers, body, certificate)
         try:
             response = self.server.app(request)
         except Exception:
@@ -172,10 +193,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class HttpServer:
-    """Serve ``handler`` on 127.0.0.1 at a free port from a background thread."""
+    """Serve ``handler`` on 127.0.0.1 at a free port from a background thread; over TLS when
+    given a server-side ``tls`` context."""
 
-    def __init__(self, handler: Handler) -> None:
-        self._server = _Server(handler)
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server(handler, tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL},

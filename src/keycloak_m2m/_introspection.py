@@ -1,0 +1,336 @@
+"""Token introspection (RFC 7662): the configuration, the request, the answer and its cache.
+
+No I/O here. The validator's flow asks for an answer the way it asks for keys: it yields an
+``Introspect`` step, the driver sends the request that ``IntrospectionClient.request`` describes
+(once for all concurrent checks of one token), hands the outcome to ``record``, and the flow
+reads the cached answer. The answer is cached per token for ``min(cache_ttl, time to exp)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias
+from urllib.parse import quote_plus, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from ._errors import IntrospectionUnavailable, TokenRevoked
+
+__all__ = [
+    "Answer",
+    "Failed",
+    "Introspect",
+    "Introspection",
+    "IntrospectionClient",
+    "endpoint_for",
+    "is_opaque",
+    "merged_claims",
+]
+
+OnFailure: TypeAlias = Literal["refuse", "accept"]
+When: TypeAlias = Literal["always", "on_request"]
+
+_log = logging.getLogger("keycloak_m2m.introspection")
+# Keycloak's path under the realm: the key set lives at .../protocol/openid-connect/certs.
+INTROSPECTION_PATH: Final = "/protocol/openid-connect/token/introspect"
+_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# How long a failed introspection stands for every check of that token: the concurrent checks
+# that waited for it share it, and a token checked a thousand times a second while the endpoint
+# is down costs it one request a second, not a thousand.
+_FAILURE_HOLD: Final = 1.0
+_CACHE_SIZE: Final = 4096
+_CACHE_KEY_CHARS: Final = 32
+# Answer members that describe the answer rather than the token.
+_NOT_CLAIMS: Final = frozenset({"active"})
+_OPAQUE_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@dataclass(frozen=True)
+class Introspection:
+    """How a TokenValidator asks the issuer whether a token is still active (RFC 7662).
+
+    The resource server authenticates as its own client: with ``client_secret`` (or
+    ``client_secret_file``, read once here) or ``private_key`` (RFC 7523 ``private_key_jwt``).
+    ``endpoint`` defaults to Keycloak's, under the validator's key set URL. Answers are cached
+    per token for ``min(cache_ttl, time to exp)``. ``on_failure``: ``"refuse"`` answers 503 while
+    the endpoint cannot be reached, ``"accept"`` accepts the locally verified token and logs it.
+    ``when``: ``"always"``, or ``"on_request"`` for only the routes that ask
+    (``require(..., introspect=True)``).
+    """
+
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    _: KW_ONLY
+    private_key: Any = field(default=None, repr=False)
+    client_secret_file: str | Path | None = None
+    endpoint: str | None = None
+    cache_ttl: float = 30.0
+    timeout: float = 5.0
+    on_failure: OnFailure = "refuse"
+    when: When = "always"
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.client_id, str) and self.client_id != "",
+            "client_id must be a non-empty string",
+        )
+        given = [
+            name
+            for name in ("client_secret", "private_key", "client_secret_file")
+            if getattr(self, name) is not None
+        ]
+        _require(
+            len(given) == 1,
+            "give one of client_secret, client_secret_file and private_key",
+        )
+        if self.client_secret is not None:
+            _require(
+                isinstance(self.client_secret, str) and self.client_secret != "",
+                "client_secret must be a non-empty string",
+            )
+        if self.client_secret_file is not None:
+            secret = Path(self.client_secret_file).read_text(encoding="utf-8").strip()
+            _require(secret != "", "client_secret_file is empty")
+            object.__setattr__(self, "client_secret", secret)
+        if self.private_key is not None:
+            object.__setattr__(self, "private_key", _signing_key(self.private_key))
+        _require(
+            self.endpoint is None or _is_http_url(self.endpoint),
+            "endpoint must be an absolute http(s) URL",
+        )
+        for name in ("cache_ttl", "timeout"):
+            value = getattr(self, name)
+            _require(
+                type(value) in (int, float) and math.isfinite(value) and value > 0,
+                f"{name} must be a number > 0",
+            )
+        _require(self.on_failure in ("refuse", "accept"), "on_failure must be refuse or accept")
+        _require(self.when in ("always", "on_request"), "when must be always or on_request")
+
+
+# --- the cache ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The endpoint's verdict on one token: its claims when active, None when not."""
+
+    token: str = field(repr=False)
+    claims: Mapping[str, Any] | None
+    valid_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """No verdict: the endpoint could not be reached or gave no usable answer."""
+
+    token: str = field(repr=False)
+    reason: str
+    valid_until: float
+
+
+Entry: TypeAlias = Answer | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class Introspect:
+    """The flow's step: introspect ``token`` unless the cache moved on from ``seen`` meanwhile;
+    the answer is not kept past ``expires_at``, the token's exp when known."""
+
+    token: str = field(repr=False)
+    seen: Entry | None
+    expires_at: float | None
+
+
+class IntrospectionClient:
+    """One validator's introspection: its endpoint, its answer cache, the request it sends."""
+
+    def __init__(self, config: Introspection, endpoint: str, issuer: str) -> None:
+        self.config = config
+        self.endpoint = endpoint
+        self._issuer = issuer
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self.requests = 0  # sent, for tests and metrics
+
+    # -- the cache, read by the flow --------------------------------------------------------
+
+    def entry(self, token: str) -> Entry | None:
+        entry = self._entries.get(token[-_CACHE_KEY_CHARS:])
+        return entry if entry is not None and entry.token == token else None
+
+    def fresh(self, token: str, now: float) -> Entry | None:
+        """The cached entry of ``token`` while it stands, else None."""
+        entry = self.entry(token)
+        return entry if entry is not None and now < entry.valid_until else None
+
+    def verdict(self, entry: Entry | None, *, needed: bool) -> Answer | None:
+        """The answer to act on, or raise the refusal. None: no answer came, and the locally
+        verified token is accepted (``on_failure="accept"``), unless the claims ``needed`` it
+        (a lightweight or opaque token cannot be checked without)."""
+        if isinstance(entry, Answer):
+            if entry.claims is None:
+                raise TokenRevoked()
+            return entry
+        reason = "no answer" if entry is None else entry.reason
+        if self.config.on_failure == "accept" and not needed:
+            _log.warning(
+                "token introspection failed (%s); accepting a locally verified token", reason
+            )
+            return None
+        raise IntrospectionUnavailable(retry_after=_FAILURE_HOLD)
+
+    # -- the request and its outcome, for the drivers ---------------------------------------
+
+    def request(self, token: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The form and headers of one introspection request."""
+        config = self.config
+        form = {"token": token, "token_type_hint": "access_token"}
+        headers: dict[str, str] = {}
+        if config.private_key is not None:
+            form["client_id"] = config.client_id
+            form["client_assertion_type"] = _ASSERTION_TYPE
+            form["client_assertion"] = self._assertion()
+        else:
+            assert config.client_secret is not None
+            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
+            pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        return form, headers
+
+    def record(
+        self, token: str, outcome: bytes | str, now: float, expires_at: float | None
+    ) -> None:
+        """Cache the outcome of a request: the body, or why there is none."""
+        self.requests += 1
+        entry: Entry
+        if isinstance(outcome, str):
+            _log.warning("token introspection failed (%s)", outcome)
+            entry = Failed(token, outcome, now + min(_FAILURE_HOLD, self.config.cache_ttl))
+        else:
+            claims = _active_claims(outcome)
+            if isinstance(claims, str):
+                _log.warning("token introspection answer refused (%s)", claims)
+                entry = Failed(token, claims, now + min(_FAILURE_HOLD, self.config.cache_ttl))
+            else:
+                until = now + self.config.cache_ttl
+                exp = claims.get("exp") if claims is not None else None
+                for limit in (expires_at, exp if type(exp) in (int, float) else None):
+                    if limit is not None:
+                        until = min(until, float(limit))
+                entry = Answer(token, claims, until)
+        key = token[-_CACHE_KEY_CHARS:]
+        self._entries.pop(key, None)  # so that the newest entry is the last one evicted
+        self._entries[key] = entry
+        if len(self._entries) > _CACHE_SIZE:
+            try:
+                self._entries.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                pass
+
+    def _assertion(self) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.config.client_id,
+            "sub": self.config.client_id,
+            "aud": self._issuer,
+            "jti": str(uuid.uuid4()),
+            "iat": now,
+            "exp": now + 60,
+        }
+        key = self.config.private_key
+        return jwt.encode(claims, key, algorithm=_algorithm_for(key))
+
+
+def endpoint_for(config: Introspection, jwks_url: str, certs_path: str) -> str:
+    """The endpoint given, else Keycloak's beside the key set (``.../protocol/openid-connect``)."""
+    if config.endpoint is not None:
+        return config.endpoint
+    _require(
+        jwks_url.endswith(certs_path),
+        "Introspection(endpoint=...) is needed when the key set is not at Keycloak's path",
+    )
+    return jwks_url[: -len(certs_path)] + INTROSPECTION_PATH
+
+
+def is_opaque(token: object, max_size: int) -> bool:
+    """A bearer token that is not a JWT: no dots, b64token characters only (RFC 6750)."""
+    return (
+        type(token) is str
+        and "." not in token
+        and len(token) <= max_size
+        and _OPAQUE_TOKEN.fullmatch(token) is not None
+    )
+
+
+def merged_claims(jwt_claims: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
+    """The JWT's claims, completed by the answer's for what the JWT leaves out (a lightweight
+    token's audience, roles and scopes): the signed claims win where both have one."""
+    assert answer.claims is not None
+    merged = {name: value for name, value in answer.claims.items() if name not in _NOT_CLAIMS}
+    merged.update(jwt_claims)
+    return merged
+
+
+def _active_claims(body: bytes) -> dict[str, Any] | str | None:
+    """The claims of an active answer, None for an inactive one, or why the body is unusable."""
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    if not isinstance(answer, dict):
+        return "not a JSON object"
+    active = answer.get("active")
+    if type(active) is not bool:
+        return "no boolean active member"
+    return answer if active else None
+
+
+# --- configuration helpers ---------------------------------------------------------------------
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_http_url(url: object) -> bool:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+_CURVE_ALGORITHMS: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+def _signing_key(key: object) -> PrivateKey:
+    if isinstance(key, (str, bytes)):
+        try:
+            key = load_pem_private_key(key.encode() if isinstance(key, str) else key, None)
+        except (ValueError, TypeError):
+            raise ValueError("private_key is not an unencrypted PEM private key") from None
+    _require(
+        isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey))
+        or (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVE_ALGORITHMS),
+        "private_key must be an RSA, EC (P-256/384/521) or Ed25519 private key, or its PEM",
+    )
+    return key  # type: ignore[return-value]
+
+
+def _algorithm_for(key: PrivateKey) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return _CURVE_ALGORITHMS[key.curve.name]
+    return "EdDSA"
