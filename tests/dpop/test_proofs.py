@@ -74,9 +74,7 @@ def test_other_cnf_members_are_tolerated(
     realm: LocalRealm, make_validator: Callable[..., TokenValidator], check: Check, key: Any
 ) -> None:
     clock = make_validator()._clock
-    token = realm.mint(
-        CLIENT, claims={"typ": "DPoP", "cnf": {"jkt": key.thumbprint, "kid": "k1"}}
-    )
+    token = realm.mint(CLIENT, claims={"typ": "DPoP", "cnf": {"jkt": key.thumbprint, "kid": "k1"}})
     check(make_validator(), token, **material(proof(key, token=token, iat=clock())))
 
 
