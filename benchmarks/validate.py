@@ -1,9 +1,11 @@
 """Median time per validation of a Keycloak service-account token: keycloak_m2m and its peers.
 
 The floor is the bare RSA-2048 PKCS#1 v1.5 SHA-256 signature check (``cryptography``): no
-validator can skip it, so every row is also given as a multiple of it. All contenders run in one
-process, on the same tokens from one local Keycloak-compatible realm, interleaved round by round
-so that machine noise hits them alike.
+validator can skip it, so every row is also given as a multiple of it. The DPoP row (a cached
+bound token and its proof's full check, replay cache included) is given as a multiple of its own
+floor, the bare ES256 check of the proof's signature, which no proof check can skip. All
+contenders run in one process, on the same tokens from one local Keycloak-compatible realm,
+interleaved round by round so that machine noise hits them alike.
 
     python benchmarks/validate.py [--rounds N] [--quick] [--uninstrumented REV]
 
@@ -42,10 +44,18 @@ import jwt
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.backends.openssl import backend as openssl_backend
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from jwt.utils import base64url_decode
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from jwt.utils import base64url_decode, raw_to_der_signature
 
-from keycloak_m2m import Introspection, InvalidAudience, InvalidSignature, TokenValidator
+from keycloak_m2m import (
+    Introspection,
+    InvalidAudience,
+    InvalidDPoPProof,
+    InvalidSignature,
+    TokenValidator,
+)
+from keycloak_m2m._client_dpop import DPoPKey
+from keycloak_m2m._replay import MemoryReplayCache
 from keycloak_m2m.testing import LocalRealm
 
 CLIENT_ID = "shop-api"
@@ -66,6 +76,11 @@ DISTRIBUTIONS = (
 )  # fmt: skip
 # The idle instrumentation (API installed, no SDK) against the package without it.
 OVERHEAD_TARGET = 0.02
+ES256_FLOOR = "floor: ES256 verify"
+DPOP_CACHED = "keycloak_m2m, DPoP cached"
+DPOP_URL = "https://api.example.com/notifications"
+# Proofs are single-use: enough distinct ones that no batch repeats one.
+PROOF_COUNT = 20_000
 
 # Made once: building them on every call would put allocation cost into the floor.
 PKCS1V15 = padding.PKCS1v15()
@@ -91,6 +106,10 @@ class Contender:
     # Turns a token into what ``validate`` takes, outside the timed loop.
     prepare: Callable[[str], Any] = lambda token: token
     target: float | None = None
+    # The row this one is a multiple of (None: the RSA floor, the first row).
+    baseline: str | None = None
+    # A forged input of its own (None: the fixture's token with a forged signature).
+    bad_input: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,8 @@ class Fixture:
     tokens: tuple[str, ...]
     wrong_audience: str
     bad_signature: str
+    dpop_key: DPoPKey
+    bound_token: str
 
 
 # --- the contenders -------------------------------------------------------------------------------
@@ -288,10 +309,70 @@ def authlib_recipe(fixture: Fixture) -> Contender:
     return Contender("Authlib", check, fixture.tokens, BadSignatureError, InvalidClaimError)
 
 
+def proofs(fixture: Fixture) -> list[str]:
+    key, token = fixture.dpop_key, fixture.bound_token
+    return [key.proof("GET", DPOP_URL, access_token=token) for _ in range(PROOF_COUNT)]
+
+
+def es256_floor(fixture: Fixture, honest: list[str]) -> Contender:
+    public_key = fixture.dpop_key._key.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    verify, scheme = public_key.verify, ec.ECDSA(SHA256)
+
+    def prepare(proof: str) -> tuple[bytes, bytes]:
+        signing_input, _, signature = proof.rpartition(".")
+        return raw_to_der_signature(base64url_decode(signature), public_key.curve), (
+            signing_input.encode("ascii")
+        )
+
+    def check(prepared: tuple[bytes, bytes]) -> None:
+        verify(prepared[0], prepared[1], scheme)
+
+    forged = honest[0].rpartition(".")[0] + "." + honest[1].rpartition(".")[2]
+    return Contender(
+        ES256_FLOOR,
+        check,
+        honest,
+        CryptoInvalidSignature,
+        None,
+        prepare=prepare,
+        bad_input=forged,
+    )
+
+
+def dpop_cached(fixture: Fixture, honest: list[str]) -> Contender:
+    """validate(token, dpop_proof=...) of a bound token whose verdict is cached: what every
+    request of a DPoP caller costs. The replay cache is the default one; it is emptied when a
+    batch starts over, since the timing loop must reuse its proofs from round to round."""
+    replay = MemoryReplayCache()
+    validator = TokenValidator(fixture.issuer, AUDIENCE, dpop_max_age=3600, replay_cache=replay)
+    token, first = fixture.bound_token, honest[0]
+
+    def check(proof: str) -> object:
+        if proof is first:
+            replay._expiry.clear()
+        return validator.validate(token, dpop_proof=proof, method="GET", url=DPOP_URL)
+
+    forged = honest[0].rpartition(".")[0] + "." + honest[1].rpartition(".")[2]
+    return Contender(
+        DPOP_CACHED,
+        check,
+        honest,
+        InvalidDPoPProof,
+        None,
+        target=1.5,
+        baseline=ES256_FLOOR,
+        bad_input=forged,
+    )
+
+
 def all_contenders(fixture: Fixture) -> list[Contender]:
+    honest = proofs(fixture)
     return [
         floor(fixture),
         *ours(fixture),
+        es256_floor(fixture, honest),
+        dpop_cached(fixture, honest),
         pyjwt_with_key(fixture),
         pyjwt_jwks_client(fixture),
         joserfc_recipe(fixture),
@@ -316,6 +397,7 @@ def mint_fixture(realm: LocalRealm) -> Fixture:
     assert isinstance(private_key, rsa.RSAPrivateKey)
     # The first token's header and payload under the second's signature: well formed, forged.
     forged = tokens[0].rpartition(".")[0] + "." + tokens[1].rpartition(".")[2]
+    dpop_key = DPoPKey(ec.generate_private_key(ec.SECP256R1()))
     return Fixture(
         issuer=realm.issuer,
         jwks_url=realm.jwks_url,
@@ -325,6 +407,8 @@ def mint_fixture(realm: LocalRealm) -> Fixture:
         tokens=tokens,
         wrong_audience=realm.mint(CLIENT_ID, claims={"aud": OTHER_AUDIENCE}, expires_in=3600),
         bad_signature=forged,
+        dpop_key=dpop_key,
+        bound_token=realm.mint(CLIENT_ID, expires_in=3600, dpop_jkt=dpop_key.thumbprint),
     )
 
 
@@ -341,7 +425,8 @@ def check_correctness(contender: Contender, fixture: Fixture) -> None:
     for token in contender.tokens:
         contender.validate(contender.prepare(token))
     # Raised, not asserted: the comparison must hold under python -O too.
-    if not rejects(contender, fixture.bad_signature, contender.signature_error):
+    bad = contender.bad_input or fixture.bad_signature
+    if not rejects(contender, bad, contender.signature_error):
         raise AssertionError(f"{contender.name} accepted a forged signature")
     expected = contender.audience_error
     if expected is not None and not rejects(contender, fixture.wrong_audience, expected):
@@ -477,10 +562,12 @@ def print_table(contenders: Sequence[Contender], samples: dict[str, list[float]]
     medians = {name: statistics.median(values) for name, values in samples.items()}
     floor_median = medians[contenders[0].name]
     print(f"{'contender':<28} {'median µs':>10} {'vs floor':>9} {'spread':>7}   target")
+    print(f"(the DPoP row is a multiple of {ES256_FLOOR!r}, every other of the RSA floor)")
     for contender in contenders:
         values = samples[contender.name]
         median = medians[contender.name]
-        ratio = median / floor_median
+        baseline = floor_median if contender.baseline is None else medians[contender.baseline]
+        ratio = median / baseline
         # Max minus min over the rounds, relative to the median: how much to trust the row.
         spread = (max(values) - min(values)) / median * 100
         print(

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(str(files("keycloak_m2m")))
 SANS_IO = (
     "_request", "_audit", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal",
-    "_binding", "_introspection",
+    "_binding", "_introspection", "_dpop",
 )  # fmt: skip
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {
@@ -67,7 +67,9 @@ def test_no_adapter_imports_another(adapter: str) -> None:
     assert imports_of(adapter) & others == set()
 
 
-@pytest.mark.parametrize(("adapter", "framework"), [("fastapi", "fastapi"), ("flask", "flask")])
+@pytest.mark.parametrize(
+    ("adapter", "framework"), [("fastapi", "fastapi"), ("flask", "flask"), ("redis", "redis")]
+)
 def test_an_adapter_without_its_extra_names_the_extra(adapter: str, framework: str) -> None:
     probe = f"""
 import sys

@@ -19,6 +19,7 @@ PUBLIC_CORE = [
     "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -26,15 +27,19 @@ PUBLIC_CORE = [
     "InvalidTokenType",
     "KeysUnavailable",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingToken",
     "MultiIssuerValidator",
     "NotServiceAccount",
     "Principal",
+    "ReplayCache",
+    "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRequestError",
     "TokenRevoked",
     "TokenValidator",
     "UnknownKey",
+    "UseDPoPNonce",
 ]
 
 

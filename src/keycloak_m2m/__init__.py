@@ -10,6 +10,7 @@ from ._errors import (
     IntrospectionUnavailable,
     InvalidAudience,
     InvalidClaim,
+    InvalidDPoPProof,
     InvalidIssuer,
     InvalidRequest,
     InvalidSignature,
@@ -19,13 +20,16 @@ from ._errors import (
     MalformedToken,
     MissingToken,
     NotServiceAccount,
+    ReplayCacheUnavailable,
     TokenNotYetValid,
     TokenRevoked,
     UnknownKey,
+    UseDPoPNonce,
 )
 from ._introspection import Introspection
 from ._multi import MultiIssuerValidator
 from ._principal import Principal
+from ._replay import MemoryReplayCache, ReplayCache
 from ._validator import DiscoveryError, TokenValidator
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -47,13 +52,17 @@ __all__ = [
     "InvalidTokenType",
     "KeysUnavailable",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingToken",
     "MultiIssuerValidator",
     "NotServiceAccount",
     "Principal",
+    "ReplayCache",
+    "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRequestError",
     "TokenRevoked",
     "TokenValidator",
     "UnknownKey",
+    "UseDPoPNonce",
 ]

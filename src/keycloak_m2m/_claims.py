@@ -53,7 +53,9 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     azp = claims.get("azp") if policy.azp_as_audience else None
     _check_audience(claims.get("aud"), policy.audiences, azp if type(azp) is str else None)
     if policy.profile == "keycloak":
-        if claims.get("typ") != "Bearer":
+        typ = claims.get("typ")
+        # Keycloak types its DPoP-bound access tokens "DPoP" (and only those).
+        if typ != "Bearer" and not (typ == "DPoP" and dpop_thumbprint(claims) is not None):
             raise InvalidTokenType()
     else:
         for name in ("sub", "jti", "client_id"):
@@ -79,6 +81,21 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
         claims=MappingProxyType(claims),
         expires_at=expires_at,
     )
+
+
+def dpop_thumbprint(claims: Mapping[str, Any]) -> str | None:
+    """The RFC 7638 thumbprint a DPoP-bound token names in ``cnf.jkt`` (RFC 9449 section 6.1),
+    or None for a token not bound to a DPoP key. Other ``cnf`` members (Keycloak may add some)
+    are left alone."""
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if type(cnf) is not dict:
+        raise InvalidClaim("invalid cnf")
+    jkt = cnf.get("jkt")
+    if jkt is not None and (type(jkt) is not str or not jkt):
+        raise InvalidClaim("invalid cnf.jkt")
+    return jkt
 
 
 def _is_time(value: object) -> TypeGuard[float]:

@@ -35,6 +35,7 @@ import httpx
 
 from . import _telemetry
 from ._assertion import ASSERTION_TYPE, SigningKey, client_assertion, signing_key
+from ._client_dpop import DPoPKey, DPoPSession, PrivateKey
 from ._environment import client_settings
 from ._http import Connection
 from ._locks import LoopLocks
@@ -262,8 +263,9 @@ def _redacted(text: str, sensitive: tuple[str, ...]) -> str:
     return text[:_MAX_DESCRIPTION]
 
 
-def _unusable_reason(body: object) -> str | None:
-    """Why a 200 answer holds no usable bearer token, or None when it does."""
+def _unusable_reason(body: object, expected_type: str) -> str | None:
+    """Why a 200 answer holds no usable token of ``expected_type`` (``bearer``, or ``dpop``
+    for a request with a proof), or None when it does."""
     if not isinstance(body, dict):
         return "the body is not a JSON object"
     token, expires_in = body.get("access_token"), body.get("expires_in")
@@ -272,8 +274,10 @@ def _unusable_reason(body: object) -> str | None:
     if not _is_number(expires_in) or expires_in <= 0:
         return "no valid expires_in"
     token_type = body.get("token_type")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        return "token_type is not Bearer"
+    if not isinstance(token_type, str) or token_type.lower() != expected_type:
+        # A server that ignored the proof issued a bearer token: sending it would not be
+        # sender-constrained, against what the caller asked for.
+        return "token_type is not Bearer" if expected_type == "bearer" else "token_type is not DPoP"
     return None
 
 
@@ -321,6 +325,7 @@ class ClientCredentials(httpx.Auth):
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
         private_key: SigningKey | None = None,
+        dpop_key: PrivateKey | bool = False,
     ) -> None:
         _require(auth_method in _AUTH_METHODS, "auth_method must be " + " or ".join(_AUTH_METHODS))
         _require(
@@ -373,6 +378,7 @@ class ClientCredentials(httpx.Auth):
         )
         self._connection = Connection.create(verify, proxy)
         self._clock = clock
+        self._dpop = _dpop_session(dpop_key)
         self._cache = _TokenCache(clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
@@ -456,6 +462,55 @@ class ClientCredentials(httpx.Auth):
         issued = await self._run_async(self._request_flow(form), _TOKEN_EXCHANGE)
         return issued.access_token
 
+    # --- DPoP ---------------------------------------------------------------------------------
+
+    @property
+    def dpop_jkt(self) -> str | None:
+        """The RFC 7638 thumbprint of the DPoP key (the tokens' ``cnf.jkt``); None without one."""
+        return None if self._dpop is None else self._dpop.key.thumbprint
+
+    def dpop_proof(
+        self,
+        method: str,
+        url: str,
+        *,
+        access_token: str | None = None,
+        nonce: str | None = None,
+    ) -> str:
+        """A DPoP proof for one request, for HTTP clients other than httpx (whose requests this
+        class signs itself): send it as the ``DPoP`` header with ``Authorization: DPoP
+        <token>``. It hashes ``access_token`` (default: the current token, which may block to
+        obtain). ``nonce`` is a server's ``DPoP-Nonce``; it is kept for that server's later
+        proofs."""
+        if self._dpop is None:
+            raise RuntimeError("dpop_proof() needs ClientCredentials(..., dpop_key=...)")
+        token = self.get_token() if access_token is None else access_token
+        return self._dpop.proof(method, url, token, nonce)
+
+    def _signed(self, flow: _Flow[_T]) -> _Flow[_T]:
+        """``flow`` with a fresh proof on every token request it sends (a retry included)."""
+        assert self._dpop is not None
+        outcome: _Outcome = None
+        while True:
+            try:
+                step = flow.send(outcome)
+            except StopIteration as finished:
+                result: _T = finished.value
+                return result
+            if isinstance(step, httpx.Request):
+                outcome = yield from self._dpop.send(step, None)
+            else:
+                outcome = yield step
+
+    def _dpop_flow(self, request: httpx.Request, dpop: DPoPSession) -> _BearerFlow:
+        """``_bearer_flow`` for DPoP: a fresh proof on every send, one more send on
+        ``use_dpop_nonce``, then on a 401 one renewal as for bearer tokens."""
+        token = yield _TokenWanted(rejected=None)
+        response = yield from dpop.send(request, token)
+        if response.status_code == 401 and isinstance(request.stream, httpx.ByteStream):
+            fresh = yield _TokenWanted(rejected=token)
+            yield from dpop.send(request, fresh)
+
     # --- httpx.Auth ---------------------------------------------------------------------------
 
     def _bearer_flow(self, request: httpx.Request) -> _BearerFlow:
@@ -464,6 +519,9 @@ class ClientCredentials(httpx.Auth):
         Only a body already in memory can go out twice: a streamed one (a generator, a file)
         is sent once, unbuffered, and its 401 returned as is.
         """
+        if self._dpop is not None:
+            yield from self._dpop_flow(request, self._dpop)
+            return
         token = yield _TokenWanted(rejected=None)
         response = yield _with_bearer(request, token)
         if response.status_code == 401 and isinstance(request.stream, httpx.ByteStream):
@@ -589,8 +647,9 @@ class ClientCredentials(httpx.Auth):
             form["scope"] = " ".join(self._settings.scopes)
         if self._settings.audience is not None:
             form["audience"] = self._settings.audience
+        flow = self._request_flow(form)
         try:
-            issued = yield from self._request_flow(form)
+            issued = yield from (flow if self._dpop is None else self._signed(flow))
         except TokenRequestError as failure:
             self._cache.record_failure(failure)
             raise
@@ -686,7 +745,8 @@ class ClientCredentials(httpx.Auth):
             body = response.json()
         except ValueError:
             body = None
-        reason = _unusable_reason(body)
+        bound = self._dpop is not None and form["grant_type"] == _CLIENT_CREDENTIALS
+        reason = _unusable_reason(body, "dpop" if bound else "bearer")
         if reason is not None:
             raise self._failure(f"HTTP 200 without a usable token: {reason}", status_code=200)
         lifetime = float(body["expires_in"])
@@ -784,6 +844,12 @@ def _certificate_context(
     )
     context.load_cert_chain(*cert)
     return context
+
+
+def _dpop_session(dpop_key: PrivateKey | bool) -> DPoPSession | None:
+    if dpop_key is False:
+        return None
+    return DPoPSession(DPoPKey.generate() if dpop_key is True else DPoPKey(dpop_key))
 
 
 def _transient_reason(outcome: httpx.Response | httpx.TransportError) -> str:

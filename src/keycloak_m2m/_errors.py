@@ -21,6 +21,7 @@ __all__ = [
     "IntrospectionUnavailable",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -30,11 +31,17 @@ __all__ = [
     "MalformedToken",
     "MissingToken",
     "NotServiceAccount",
+    "ReplayCacheUnavailable",
     "TokenNotYetValid",
     "TokenRevoked",
     "Unavailable",
     "UnknownKey",
+    "UseDPoPNonce",
 ]
+
+# RFC 9449 section 7.1: a DPoP challenge lists the proof algorithms the server accepts. The
+# proof checks accept exactly these, so the challenge and the checks cannot disagree.
+DPOP_ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA", "Ed25519", "PS256", "RS256")
 
 # RFC 6750 section 3: quoted values may hold %x20-21 / %x23-5B / %x5D-7E only.
 _UNSAFE_HEADER_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
@@ -52,6 +59,9 @@ class AuthError(Exception):
     default_description: ClassVar[str] = "authentication failed"
     # The caller refused, when it is known (a valid token lacking a grant): for the audit log.
     client_id: str | None = None
+    # The authentication schemes whose challenges an answer carries (RFC 9110 section 11.6.1
+    # allows several in one header); MissingToken names those the route accepts.
+    schemes: tuple[str, ...] = ("Bearer",)
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -63,9 +73,9 @@ class AuthError(Exception):
         return [("error", self.error), ("error_description", self.description)]
 
     def www_authenticate(self, realm: str) -> str:
-        """The ``WWW-Authenticate`` header value for this error."""
+        """The ``WWW-Authenticate`` header value for this error: one challenge per scheme."""
         params = [("realm", realm), *self._challenge_params()]
-        return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in params)
+        return ", ".join(_challenge(scheme, params) for scheme in self.schemes)
 
     def response_headers(self, realm: str) -> dict[str, str]:
         """Every header an HTTP answer to this error carries."""
@@ -76,10 +86,22 @@ class AuthError(Exception):
         return {"error": self.error or "unauthorized", "error_description": self.description}
 
 
+def _challenge(scheme: str, params: list[tuple[str, str]]) -> str:
+    if scheme == "DPoP":
+        params = [*params, ("algs", " ".join(DPOP_ALGORITHMS))]
+    return scheme + " " + ", ".join(f"{name}={_quoted(value)}" for name, value in params)
+
+
 class MissingToken(AuthError):
-    """No bearer token was presented: answered with a bare challenge (RFC 6750 section 3.1)."""
+    """No token was presented: answered with a bare challenge (RFC 6750 section 3.1) for each
+    scheme the route accepts (RFC 9449 section 7.1 for DPoP)."""
 
     default_description = "bearer token required"
+
+    def __init__(self, description: str | None = None, *, schemes: tuple[str, ...] = ()) -> None:
+        super().__init__(description)
+        if schemes:
+            self.schemes = schemes
 
 
 class InvalidRequest(AuthError):
@@ -161,6 +183,30 @@ class TokenRevoked(InvalidToken):
     default_description = "token revoked or inactive"
 
 
+class InvalidDPoPProof(AuthError):
+    """The DPoP proof is missing, malformed, or does not fit the request or the token
+    (RFC 9449 section 7.1): challenged with the DPoP scheme and the accepted algorithms."""
+
+    error = "invalid_dpop_proof"
+    default_description = "invalid DPoP proof"
+    schemes = ("DPoP",)
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """The proof lacks a current server nonce (RFC 9449 section 9): ``nonce`` goes back in the
+    ``DPoP-Nonce`` header, for the client to sign into its next proof."""
+
+    error = "use_dpop_nonce"
+    default_description = "a DPoP nonce is required"
+
+    def __init__(self, nonce: str, description: str | None = None) -> None:
+        self.nonce = nonce
+        super().__init__(description)
+
+    def response_headers(self, realm: str) -> dict[str, str]:
+        return {**super().response_headers(realm), "DPoP-Nonce": self.nonce}
+
+
 class InsufficientScope(AuthError):
     """The token is valid but lacks roles or scopes the resource requires."""
 
@@ -237,3 +283,10 @@ class IntrospectionUnavailable(Unavailable):
     """The introspection endpoint gave no answer, and ``on_failure="refuse"``."""
 
     default_description = "token introspection temporarily unavailable"
+
+
+class ReplayCacheUnavailable(Unavailable):
+    """The shared DPoP replay cache cannot be reached and is set to refuse meanwhile: a proof
+    whose first use cannot be established is not accepted."""
+
+    default_description = "DPoP replay cache temporarily unavailable"

@@ -15,7 +15,7 @@ from ._binding import ClientCertificate
 from ._errors import InvalidIssuer
 from ._jose import decode_json_object, json_parser, split_token
 from ._principal import Principal
-from ._validator import TokenValidator
+from ._validator import DPoPMode, TokenValidator
 
 __all__ = ["MultiIssuerValidator"]
 
@@ -42,6 +42,11 @@ class MultiIssuerValidator:
             by_issuer[validator.issuer] = validator
         if not by_issuer:
             raise ValueError("validators must hold at least one TokenValidator")
+        # One route accepts one set of schemes, and its challenges name them.
+        modes = {validator.dpop for validator in by_issuer.values()}
+        if len(modes) > 1:
+            raise ValueError("validators must share one dpop mode")
+        self._dpop = modes.pop()
         self._by_issuer = by_issuer
         self._validators = tuple(by_issuer.values())
         # Size is checked before routing; each validator checks its own limit again.
@@ -80,6 +85,10 @@ class MultiIssuerValidator:
     def issuers(self) -> tuple[str, ...]:
         return tuple(self._by_issuer)
 
+    @property
+    def dpop(self) -> DPoPMode:
+        return self._dpop
+
     def __repr__(self) -> str:
         return f"MultiIssuerValidator({list(self._by_issuer)!r})"
 
@@ -102,10 +111,23 @@ class MultiIssuerValidator:
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal:
-        """Validate with the validator of the token's issuer; may block to fetch its keys."""
-        return self.cached(token, client_certificate, introspect) or self._route(token).validate(
-            token, client_certificate=client_certificate, introspect=introspect
+        """Validate with the validator of the token's issuer; may block to fetch its keys.
+        The DPoP keywords are ``TokenValidator.validate``'s."""
+        if dpop_proof is None:
+            principal = self.cached(token, client_certificate, introspect)
+            if principal is not None:
+                return principal
+        return self._route(token).validate(
+            token,
+            client_certificate=client_certificate,
+            introspect=introspect,
+            dpop_proof=dpop_proof,
+            method=method,
+            url=url,
         )
 
     async def validate_async(
@@ -114,13 +136,22 @@ class MultiIssuerValidator:
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal:
         """Validate with the validator of the token's issuer, without blocking the loop."""
-        principal = self.cached(token, client_certificate, introspect)
-        if principal is not None:
-            return principal
+        if dpop_proof is None:
+            principal = self.cached(token, client_certificate, introspect)
+            if principal is not None:
+                return principal
         return await self._route(token).validate_async(
-            token, client_certificate=client_certificate, introspect=introspect
+            token,
+            client_certificate=client_certificate,
+            introspect=introspect,
+            dpop_proof=dpop_proof,
+            method=method,
+            url=url,
         )
 
     def _route(self, token: str) -> TokenValidator:

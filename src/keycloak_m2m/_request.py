@@ -4,8 +4,9 @@ Every adapter builds a ``Presented`` from its framework's request and runs the s
 ``Gate.run`` (sync) or ``Gate.run_async``; nothing else decides whether a request may pass. The
 step does no I/O: it answers with what it needs first, in the manner of h11's ``NEED_DATA``.
 ``ReadBody(limit)`` asks the adapter for the body, reading no further than just past ``limit``;
-``CheckToken(token)`` asks for the validator's verdict on a token the verified-token cache does not
-hold. Neither httpx nor any framework is imported here, so the step runs with plain data.
+``CheckToken(token, ...)`` asks for the validator's verdict on a token the verified-token cache
+does not hold, or on a DPoP-bound token with its proof (RFC 9449), whose every request needs
+one. Neither httpx nor any framework is imported here, so the step runs with plain data.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol, TypedDict, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from ._audit import audit_acceptance, audit_log, audit_refusal
 from ._binding import CertificateHeader, ClientCertificate, certificate_header
-from ._errors import AuthError, InsufficientScope, InvalidRequest, MissingToken
+from ._errors import AuthError, InsufficientScope, InvalidDPoPProof, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
 
 __all__ = [
@@ -42,9 +43,17 @@ MAX_FORM_BODY: Final = 1024 * 1024
 _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 # RFC 6750 sections 2.2 and 2.3: the parameter name of a token sent in the form or the query.
 _PARAMETER_NAME: Final = "access_token"
-# RFC 6750 section 2.1: the scheme, then one space (more are tolerated), then the token.
-_SCHEME: Final = "bearer"
+# RFC 6750 section 2.1 and RFC 9449 section 7.1: the scheme, then one space (more are
+# tolerated), then the token; schemes are compared case-insensitively.
+_BEARER: Final = "bearer"
+_DPOP: Final = "dpop"
 _SEVERAL_HEADERS: Final = "more than one Authorization header"
+# The challenges of a 401 without a token, by the validator's DPoP mode.
+_CHALLENGES: Final = {
+    "allowed": ("Bearer", "DPoP"),
+    "required": ("DPoP",),
+    "off": ("Bearer",),
+}
 
 
 class TokenVerifier(Protocol):
@@ -52,6 +61,9 @@ class TokenVerifier(Protocol):
 
     @property
     def issuer(self) -> str: ...
+
+    @property
+    def dpop(self) -> str: ...
 
     def cached(
         self,
@@ -66,6 +78,9 @@ class TokenVerifier(Protocol):
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal: ...
 
     async def validate_async(
@@ -74,6 +89,9 @@ class TokenVerifier(Protocol):
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal: ...
 
 
@@ -120,12 +138,22 @@ class ReadBody(Need):
 
 
 class CheckToken(Need):
-    """The step needs the validator's verdict on ``token`` (the cache did not hold it)."""
+    """The step needs the validator's verdict on ``token`` (the cache did not hold it); for
+    a token sent with the DPoP scheme, with the request's ``proof``, ``method`` and ``url``."""
 
-    __slots__ = ("token",)
+    __slots__ = ("method", "proof", "token", "url")
 
-    def __init__(self, token: str) -> None:
+    def __init__(
+        self,
+        token: str,
+        proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
         self.token = token
+        self.proof = proof
+        self.method = method
+        self.url = url
 
 
 Outcome = Principal | None | Need
@@ -236,8 +264,10 @@ ANY_CALLER: Final = Requirement()
 
 
 class Gate:
-    """The request step of one adapter: its validator, the realm its challenges name, and the
-    proxy header (``client_cert_header``) its adapter takes client certificates from.
+    """The request step of one adapter: its validator, the realm its challenges name, the
+    proxy header (``client_cert_header``) its adapter takes client certificates from, and the
+    public URL clients call (``public_url``, for a service behind a proxy: the ``htu`` of DPoP
+    proofs is checked against it and the request path, not the address the proxy used).
 
     ``admit`` decides on a request, or says what it needs first (a ``Need``); the driver gets
     that and hands it to ``resume``, until the outcome is a Principal (None: an anonymous
@@ -246,18 +276,29 @@ class Gate:
     Every decision goes to the audit log: an admission here, a refusal in ``answer``.
     """
 
-    __slots__ = ("certificate_header", "realm", "validator")
+    __slots__ = (
+        "_challenges",
+        "_public_url",
+        "_schemes",
+        "certificate_header",
+        "realm",
+        "validator",
+    )
 
     def __init__(
         self,
         validator: TokenVerifier,
         realm: str | None = None,
         client_cert_header: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.validator = validator
         self.realm = validator.issuer if realm is None else realm
         # The trusted proxy header its adapter reads the client certificate from, if any.
         self.certificate_header: CertificateHeader | None = certificate_header(client_cert_header)
+        self._public_url = None if public_url is None else _public_url(public_url)
+        self._challenges = _CHALLENGES[validator.dpop]
+        self._schemes = frozenset(scheme.lower() for scheme in self._challenges) | {_BEARER}
 
     def admit(
         self, request: Presented, requirement: Requirement, extra_scopes: Sequence[str] = ()
@@ -303,13 +344,15 @@ class Gate:
         requirement: Requirement,
         extra_scopes: Sequence[str],
     ) -> Outcome:
-        token = _bearer_token(authorization)
+        scheme, token = _credentials(authorization, self._schemes)
         if token is None:
             if requirement.optional:
                 if audit_log.isEnabledFor(logging.DEBUG):
                     audit_acceptance(None, request, self.validator.issuer)
                 return None
-            raise MissingToken()
+            raise MissingToken(schemes=self._challenges)
+        if scheme == _DPOP:
+            return CheckToken(token, self._proof(request), request.method, self._url(request))
         # Positional: keyword arguments cost a measurable share of a cache hit.
         principal = self.validator.cached(token, request.client_certificate, requirement.introspect)
         if principal is None:
@@ -326,15 +369,18 @@ class Gate:
         """Drive the step for a sync adapter; ``read_body(limit)`` answers a ReadBody."""
         outcome = self.admit(request, requirement)
         while isinstance(outcome, Need):
-            answer = (
-                read_body(outcome.limit)
-                if isinstance(outcome, ReadBody)
-                else self.validator.validate(
-                    cast(CheckToken, outcome).token,
+            if isinstance(outcome, ReadBody):
+                answer: bytes | Principal = read_body(outcome.limit)
+            else:
+                check = cast(CheckToken, outcome)
+                answer = self.validator.validate(
+                    check.token,
                     client_certificate=request.client_certificate,
                     introspect=requirement.introspect,
+                    dpop_proof=check.proof,
+                    method=check.method,
+                    url=check.url,
                 )
-            )
             outcome = self.resume(request, requirement, outcome, answer)
         return outcome
 
@@ -363,17 +409,35 @@ class Gate:
         ``admit`` itself, so that a cached token costs it no coroutine."""
         outcome: Outcome = need
         while isinstance(outcome, Need):
-            answer = (
-                await read_body(outcome.limit)
-                if isinstance(outcome, ReadBody)
-                else await self.validator.validate_async(
-                    cast(CheckToken, outcome).token,
+            if isinstance(outcome, ReadBody):
+                answer: bytes | Principal = await read_body(outcome.limit)
+            else:
+                check = cast(CheckToken, outcome)
+                answer = await self.validator.validate_async(
+                    check.token,
                     client_certificate=request.client_certificate,
                     introspect=requirement.introspect,
+                    dpop_proof=check.proof,
+                    method=check.method,
+                    url=check.url,
                 )
-            )
             outcome = self.resume(request, requirement, outcome, answer, extra_scopes)
         return outcome
+
+    def _proof(self, request: Presented) -> str:
+        # RFC 9449 section 4.3: exactly one DPoP header.
+        proofs = request.dpop
+        if len(proofs) > 1:
+            raise InvalidRequest("more than one DPoP header")
+        if not proofs:
+            raise InvalidDPoPProof("DPoP proof required")
+        # A compact JWS holds no comma: WSGI servers join repeated headers with one.
+        if "," in proofs[0]:
+            raise InvalidRequest("more than one DPoP header")
+        return proofs[0]
+
+    def _url(self, request: Presented) -> str:
+        return request.url if self._public_url is None else self._public_url + request.path
 
     def answer(self, error: AuthError, request: Presented) -> ErrorAnswer:
         """The HTTP answer to a refusal of ``request``, which goes to the audit log."""
@@ -390,19 +454,33 @@ def _single(values: Sequence[str]) -> str | None:
     return values[0] if values else None
 
 
-def _bearer_token(authorization: str | None) -> str | None:
+_NO_CREDENTIALS: Final = ("", None)
+
+
+def _credentials(authorization: str | None, schemes: frozenset[str]) -> tuple[str, str | None]:
+    """The lowercased scheme and the token, or no token for a scheme not in ``schemes``."""
     if authorization is None:
-        return None
-    # Partitioning copies the token once; the scheme is compared case-insensitively.
+        return _NO_CREDENTIALS
+    # Partitioning copies the token once.
     scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != _SCHEME:
-        return None
+    scheme = scheme.lower()
+    if scheme not in schemes:
+        return _NO_CREDENTIALS
     token = token.strip()
     # No b64token (RFC 6750 section 2.1) holds a comma; WSGI servers join repeated headers
     # with one, so a comma means several credentials were sent.
     if "," in token:
         raise InvalidRequest(_SEVERAL_HEADERS)
-    return token or None
+    return scheme, token or None
+
+
+def _public_url(url: str) -> str:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("public_url must be an absolute http(s) URL, e.g. https://api.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("public_url must have no query or fragment")
+    return url.rstrip("/")
 
 
 def _refuse_access_token(urlencoded: str | bytes) -> None:

@@ -208,6 +208,9 @@ class WatchedValidator(Protocol):
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal: ...
 
     async def validate_async(
@@ -216,6 +219,9 @@ class WatchedValidator(Protocol):
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal: ...
 
     def key_set_age(self) -> float | None: ...
@@ -392,13 +398,22 @@ class ValidatorTelemetry:
             *,
             client_certificate: ClientCertificate | None = None,
             introspect: bool = False,
+            dpop_proof: str | None = None,
+            method: str | None = None,
+            url: str | None = None,
         ) -> Principal:
-            principal = cached(token, client_certificate, introspect)
+            # A proof is checked on every request: only a bearer token is decided by the cache.
+            principal = None if dpop_proof else cached(token, client_certificate, introspect)
             if principal is not None:
                 return principal
             with _Validation(self, validator) as probe:
                 checked = validate(
-                    token, client_certificate=client_certificate, introspect=introspect
+                    token,
+                    client_certificate=client_certificate,
+                    introspect=introspect,
+                    dpop_proof=dpop_proof,
+                    method=method,
+                    url=url,
                 )
                 return probe.accepted(checked)
 
@@ -407,13 +422,21 @@ class ValidatorTelemetry:
             *,
             client_certificate: ClientCertificate | None = None,
             introspect: bool = False,
+            dpop_proof: str | None = None,
+            method: str | None = None,
+            url: str | None = None,
         ) -> Principal:
-            principal = cached(token, client_certificate, introspect)
+            principal = None if dpop_proof else cached(token, client_certificate, introspect)
             if principal is not None:
                 return principal
             with _Validation(self, validator) as probe:
                 checked = await validate_async(
-                    token, client_certificate=client_certificate, introspect=introspect
+                    token,
+                    client_certificate=client_certificate,
+                    introspect=introspect,
+                    dpop_proof=dpop_proof,
+                    method=method,
+                    url=url,
                 )
                 return probe.accepted(checked)
 

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import _telemetry
@@ -27,9 +27,10 @@ from ._binding import (
     check_certificate,
     matches,
 )
-from ._claims import PROFILES, ClaimPolicy, Profile, check_claims
+from ._claims import PROFILES, ClaimPolicy, Profile, check_claims, dpop_thumbprint
+from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
 from ._environment import validator_settings
-from ._errors import CertificateMismatch, InvalidSignature
+from ._errors import CertificateMismatch, InvalidDPoPProof, InvalidSignature, InvalidToken
 from ._http import Connection, FetchFailure, FetchPolicy, fetch, fetch_async
 from ._introspection import (
     Answer,
@@ -55,8 +56,14 @@ from ._jose import (
 from ._keyset import KeyCachePolicy, KeySet
 from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks
 from ._principal import Principal
+from ._replay import MemoryReplayCache, ReplayCache
 
-__all__ = ["DiscoveryError", "TokenValidator"]
+__all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
+
+# "allowed": bearer tokens, and DPoP-bound tokens with a valid proof; "required": bound tokens
+# only; "off": bearer tokens only (a bound token's proof cannot be checked, so it is refused).
+DPoPMode = Literal["allowed", "required", "off"]
+_DPOP_MODES: tuple[DPoPMode, ...] = ("allowed", "required", "off")
 
 _CERTS_PATH = "/protocol/openid-connect/certs"
 _DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -82,6 +89,12 @@ class _Verified:
     valid_until: float
     certificate: str | None  # the thumbprint of the certificate the token is bound to
     introspected: bool
+    # The thumbprint of the DPoP key the token is bound to (None: not DPoP-bound), and whether
+    # the token passes without a proof, which is all a cache hit of a bearer token reads.
+    jkt: str | None
+    bearer: bool
+    # What a proof's ath must be: the token's hash, computed once per token, not per request.
+    ath: str | None
 
 
 class TokenValidator:
@@ -116,6 +129,11 @@ class TokenValidator:
         proxy: str | None = None,
         certificate_bound: CertificateBound = "allowed",
         introspection: Introspection | None = None,
+        dpop: DPoPMode = "allowed",
+        dpop_max_age: float = 60.0,
+        replay_cache: ReplayCache | None = None,
+        dpop_nonce: bool = False,
+        dpop_nonce_secret: bytes | None = None,
     ) -> None:
         _require(isinstance(issuer, str) and issuer != "", "issuer must be a non-empty string")
         audiences = _names("audience", audience)
@@ -145,6 +163,18 @@ class TokenValidator:
             introspection is None or isinstance(introspection, Introspection),
             "introspection must be an Introspection",
         )
+        _require(dpop in _DPOP_MODES, f"dpop must be one of {', '.join(_DPOP_MODES)}")
+        _require(_is_number(dpop_max_age) and dpop_max_age > 0, "dpop_max_age must be a number > 0")
+        _require(
+            replay_cache is None or isinstance(replay_cache, ReplayCache),
+            "replay_cache must have first_use and first_use_async (a ReplayCache)",
+        )
+        _require(
+            dpop_nonce_secret is None
+            or (isinstance(dpop_nonce_secret, bytes) and len(dpop_nonce_secret) >= 16),
+            "dpop_nonce_secret must be at least 16 bytes",
+        )
+        _require(dpop_nonce or dpop_nonce_secret is None, "dpop_nonce_secret needs dpop_nonce")
 
         self._jwks_url = _key_set_url(issuer, jwks_url, keycloak_url)
         self._policy = ClaimPolicy(
@@ -176,6 +206,13 @@ class TokenValidator:
         self._headers: dict[bytes, Header] = {}
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._token_cache_size = token_cache_size
+        self._dpop: DPoPMode = dpop
+        # Without a shared secret each replica has its own: fine for one replica only.
+        nonce_secret = (dpop_nonce_secret or os.urandom(32)) if dpop_nonce else None
+        self._proofs = ProofChecker(
+            ProofPolicy(float(dpop_max_age), float(leeway), nonce_secret), self._parse_json
+        )
+        self._replay: ReplayCache = replay_cache or MemoryReplayCache()
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
         # Load CA certificates now, not inside the event loop on first use.
@@ -205,6 +242,10 @@ class TokenValidator:
     @property
     def jwks_url(self) -> str:
         return self._jwks_url
+
+    @property
+    def dpop(self) -> DPoPMode:
+        return self._dpop
 
     @property
     def max_token_size(self) -> int:
@@ -252,6 +293,9 @@ class TokenValidator:
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal:
         """Validate a token; return who called or raise an AuthError. May block to fetch keys
         or to introspect.
@@ -259,26 +303,33 @@ class TokenValidator:
         ``client_certificate`` (PEM or DER) is the TLS client certificate the request was made
         with: a certificate-bound token (RFC 8705) is accepted only with it. ``introspect``
         asks the issuer whether the token is still active when ``Introspection(when=
-        "on_request")`` is configured (``"always"`` always does).
+        "on_request")`` is configured (``"always"`` always does). ``dpop_proof`` is the
+        request's ``DPoP`` header for a token sent with the DPoP scheme (then ``method`` and
+        ``url``, without query, are the request's); None means it came as a bearer token.
         """
-        principal = self.cached(token, client_certificate, introspect)
-        if principal is not None:
-            return principal
-        flow = self._flow(token, client_certificate, introspect)
-        try:
-            step = next(flow)
-            while True:
-                if isinstance(step, Introspect):
-                    self._introspect(step)
-                else:
-                    with self._lock:
-                        if self._keys.attempts == step:
-                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                                self._record(fetch(self._jwks_url, self._fetch_policy), fetching)
-                step = flow.send(None)
-        except StopIteration as finished:
-            verified: Principal = finished.value
-            return verified
+        entry = self._entry(token, client_certificate, introspect)
+        if entry is None:
+            flow = self._flow(token, client_certificate, introspect)
+            try:
+                step = next(flow)
+                while True:
+                    if isinstance(step, Introspect):
+                        self._introspect(step)
+                    else:
+                        with self._lock:
+                            if self._keys.attempts == step:
+                                with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                                    outcome = fetch(self._jwks_url, self._fetch_policy)
+                                    self._record(outcome, fetching)
+                    step = flow.send(None)
+            except StopIteration as finished:
+                entry = finished.value
+        verdict = self._sender_check(entry, dpop_proof, method, url)
+        if verdict is not None and not self._replay.first_use(
+            verdict.replay_key, verdict.replay_ttl
+        ):
+            raise InvalidDPoPProof("DPoP proof replayed")
+        return entry.principal
 
     async def validate_async(
         self,
@@ -286,27 +337,67 @@ class TokenValidator:
         *,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
     ) -> Principal:
         """``validate`` without blocking the event loop."""
-        principal = self.cached(token, client_certificate, introspect)
-        if principal is not None:
-            return principal
-        flow = self._flow(token, client_certificate, introspect)
-        try:
-            step = next(flow)
-            while True:
-                if isinstance(step, Introspect):
-                    await self._introspect_async(step)
-                else:
-                    async with self._async_locks.current():
-                        if self._keys.attempts == step:
-                            with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                                outcome = await fetch_async(self._jwks_url, self._fetch_policy)
-                                self._record(outcome, fetching)
-                step = flow.send(None)
-        except StopIteration as finished:
-            verified: Principal = finished.value
-            return verified
+        entry = self._entry(token, client_certificate, introspect)
+        if entry is None:
+            flow = self._flow(token, client_certificate, introspect)
+            try:
+                step = next(flow)
+                while True:
+                    if isinstance(step, Introspect):
+                        await self._introspect_async(step)
+                    else:
+                        async with self._async_locks.current():
+                            if self._keys.attempts == step:
+                                with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                                    outcome = await fetch_async(self._jwks_url, self._fetch_policy)
+                                    self._record(outcome, fetching)
+                    step = flow.send(None)
+            except StopIteration as finished:
+                entry = finished.value
+        verdict = self._sender_check(entry, dpop_proof, method, url)
+        if verdict is not None and not await self._replay.first_use_async(
+            verdict.replay_key, verdict.replay_ttl
+        ):
+            raise InvalidDPoPProof("DPoP proof replayed")
+        return entry.principal
+
+    def _sender_check(
+        self,
+        entry: _Verified,
+        proof: str | None,
+        method: str | None,
+        url: str | None,
+    ) -> Verdict | None:
+        """RFC 9449 section 7: how the token was sent must fit how it is bound. Returns the
+        proof's replay entry, for the driver to record, when a proof was checked."""
+        if proof is None:
+            if entry.bearer:
+                return None
+            if entry.jkt is not None:
+                raise InvalidToken("DPoP-bound token sent as a bearer token")
+            raise InvalidToken("DPoP-bound token required")
+        if self._dpop == "off":
+            raise InvalidToken("DPoP-bound tokens are not accepted")
+        if entry.jkt is None:
+            raise InvalidToken("token is not DPoP-bound")
+        if method is None or url is None:
+            raise TypeError("a dpop_proof needs the request's method and url")
+        verdict = self._proofs.check(
+            proof, ath=entry.ath, method=method, url=url, now=self._clock()
+        )
+        if verdict.jkt != entry.jkt:
+            raise InvalidDPoPProof("proof key does not match the token's binding")
+        return verdict
+
+    def dpop_nonce(self) -> str | None:
+        """The server nonce clients should sign into their proofs now (None: none required),
+        e.g. for a ``DPoP-Nonce`` header on successful answers."""
+        return self._proofs.nonce(self._clock()) if self._proofs.policy.nonce_secret else None
 
     def _record(self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe) -> None:
         adopted = False
@@ -369,7 +460,7 @@ class TokenValidator:
 
     def _flow(
         self, token: str, certificate: ClientCertificate | None, introspect: bool
-    ) -> Generator[int | Introspect, None, Principal]:
+    ) -> Generator[int | Introspect, None, _Verified]:
         introspecting = self._introspecting(introspect)
         if self._introspection is not None and is_opaque(token, self._max_token_size):
             return (yield from self._opaque_flow(token, certificate))
@@ -404,12 +495,11 @@ class TokenValidator:
             _, introspected_until = yield from self._introspected(
                 token, principal.expires_at, needed=False
             )
-        self._remember(token, principal, key, bound, introspected_until)
-        return principal
+        return self._remember(token, principal, key, bound, introspected_until, claims)
 
     def _opaque_flow(
         self, token: str, certificate: ClientCertificate | None
-    ) -> Generator[Introspect, None, Principal]:
+    ) -> Generator[Introspect, None, _Verified]:
         """A token that is not a JWT: only the issuer can say what it is, and its answer's
         claims go through the same checks as a JWT's."""
         answer, until = yield from self._introspected(token, None, needed=True)
@@ -417,8 +507,7 @@ class TokenValidator:
         claims = merged_claims({}, answer)
         bound = self._check_binding(claims, certificate)
         principal = check_claims(claims, self._policy, self._clock())
-        self._remember(token, principal, None, bound, until)
-        return principal
+        return self._remember(token, principal, None, bound, until, claims)
 
     def _introspecting(self, introspect: bool) -> bool:
         client = self._introspection
@@ -475,8 +564,15 @@ class TokenValidator:
 
         No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
         coroutine. None means "not in the cache", never "invalid". A certificate-bound token is
-        a hit only with its certificate; with ``introspect``, only if it was introspected.
+        a hit only with its certificate; with ``introspect``, only if it was introspected; a
+        DPoP-bound token never, as every request needs its proof checked.
         """
+        entry = self._entry(token, client_certificate, introspect)
+        return entry.principal if entry is not None and entry.bearer else None
+
+    def _entry(
+        self, token: str, client_certificate: ClientCertificate | None, introspect: bool
+    ) -> _Verified | None:
         if type(token) is not str:
             return None  # input the full path will refuse
         cache_key = token[-_CACHE_KEY_CHARS:]
@@ -492,7 +588,7 @@ class TokenValidator:
                 self._verified.move_to_end(cache_key)
             except KeyError:  # evicted by another thread meanwhile
                 pass
-            return entry.principal
+            return entry
         self._verified.pop(cache_key, None)
         return None
 
@@ -503,22 +599,34 @@ class TokenValidator:
         key: VerificationKey | None,
         certificate: str | None,
         introspected_until: float | None,
-    ) -> None:
-        if not self._token_cache_size:
-            return
+        claims: dict[str, Any],
+    ) -> _Verified:
         # Until the key set is due for a refresh: then the full path refreshes it. An
         # introspected token, until the introspection's outcome goes stale.
         valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
         if introspected_until is not None:
             valid_until = min(valid_until, introspected_until)
-        self._verified[token[-_CACHE_KEY_CHARS:]] = _Verified(
-            token, principal, key, valid_until, certificate, introspected_until is not None
+        jkt = dpop_thumbprint(claims)
+        entry = _Verified(
+            token,
+            principal,
+            key,
+            valid_until,
+            certificate,
+            introspected_until is not None,
+            jkt,
+            jkt is None and self._dpop != "required",
+            None if jkt is None else access_token_hash(token),
         )
+        if not self._token_cache_size:
+            return entry
+        self._verified[token[-_CACHE_KEY_CHARS:]] = entry
         if len(self._verified) > self._token_cache_size:
             try:
                 self._verified.popitem(last=False)
             except KeyError:  # emptied by another thread meanwhile
                 pass
+        return entry
 
 
 # --- configuration helpers ---------------------------------------------------------------------

@@ -95,8 +95,9 @@ class TokenAuthMiddleware:
     of each held), ``allow`` (the application's check on the Principal); wrap a single route or
     mount with another instance for per-route requirements. With ``optional`` a request without
     a token passes as ``ANONYMOUS``; a bad token is still refused. ``realm`` names the
-    protection space in ``WWW-Authenticate`` (default: the validator's issuer). ``lifespan``
-    and any other scope type pass through untouched.
+    protection space in ``WWW-Authenticate`` (default: the validator's issuer). ``public_url``
+    (``"https://api.example.com"``) is the address clients call, for a service behind a proxy:
+    DPoP proofs name it. ``lifespan`` and any other scope type pass through untouched.
     ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
     the header in which the TLS-terminating proxy in front passes the client certificate, for
     certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
@@ -110,6 +111,7 @@ class TokenAuthMiddleware:
         exclude_paths: Iterable[str] = (),
         realm: str | None = None,
         client_cert_header: str | None = None,
+        public_url: str | None = None,
         **requirement: Unpack[RequirementOptions],
     ) -> None:
         paths = tuple(exclude_paths)
@@ -118,7 +120,7 @@ class TokenAuthMiddleware:
         self.app = app
         self._open_paths = frozenset(path for path in paths if not path.endswith("*"))
         self._open_prefixes = tuple(path[:-1] for path in paths if path.endswith("*"))
-        self._gate = Gate(validator, realm, client_cert_header)
+        self._gate = Gate(validator, realm, client_cert_header, public_url)
         self._requirement = Requirement.of(**requirement)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -95,7 +95,8 @@ class TokenAuth(SecurityBase):
     ``Security(auth, scopes=[...])`` also requires those token scopes; ``auth.require(...)``
     makes a dependency with roles, client roles, scopes and optional authentication. Call
     ``install(app)`` once so refusals get the RFC 6750 JSON body. ``realm`` names the protection
-    space in ``WWW-Authenticate`` (default: the validator's issuer).
+    space in ``WWW-Authenticate`` (default: the validator's issuer); ``public_url`` is the
+    address clients call, for a service behind a proxy (DPoP proofs name it).
     ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names
     the header in which the TLS-terminating proxy in front passes the client certificate, for
     certificate-bound tokens; set it only behind such a proxy, which must overwrite the header.
@@ -110,10 +111,11 @@ class TokenAuth(SecurityBase):
         token_url: str | None = None,
         realm: str | None = None,
         client_cert_header: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.model = _BEARER_MODEL
         self.scheme_name = _BEARER_SCHEME
-        self._gate = Gate(validator, realm, client_cert_header)
+        self._gate = Gate(validator, realm, client_cert_header, public_url)
         self._client_credentials = None if token_url is None else _client_credentials(token_url)
         # FastAPI reads a dependency's parameters from its signature; a client-credentials
         # parameter makes it list that scheme in the OpenAPI document too.

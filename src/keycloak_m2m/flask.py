@@ -59,10 +59,11 @@ class TokenAuth:
     """Guards Flask views with ``@auth.require(...)``, answering refusals per RFC 6750.
 
     Give the validator here, or call ``init_app(app)`` to build it from ``app.config``.
-    ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer).
-    ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``) names the
-    header in which the TLS-terminating proxy in front passes the client certificate; set it
-    only behind such a proxy, which must overwrite the header.
+    ``realm`` names the protection space in ``WWW-Authenticate`` (default: the issuer);
+    ``public_url`` is the address clients call, for a service behind a proxy (DPoP proofs
+    name it). ``client_cert_header`` (``"ssl-client-cert"`` or ``"x-forwarded-client-cert"``)
+    names the header in which the TLS-terminating proxy in front passes the client certificate;
+    set it only behind such a proxy, which must overwrite the header.
     """
 
     def __init__(
@@ -71,10 +72,14 @@ class TokenAuth:
         *,
         realm: str | None = None,
         client_cert_header: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self._realm = realm
         self._client_cert_header = client_cert_header
-        self._gate = None if validator is None else Gate(validator, realm, client_cert_header)
+        self._public_url = public_url
+        self._gate = (
+            None if validator is None else Gate(validator, realm, client_cert_header, public_url)
+        )
         # The views this instance guards, as they were before wrapping: one of them registered
         # as is means @auth.require(...) was placed above @app.route(...).
         self._unguarded: dict[Callable[..., Any], str] = {}
@@ -89,7 +94,7 @@ class TokenAuth:
         if gate is None:
             validator = _validator_from_config(app.config)
             realm = self._realm or app.config.get(CONFIG_PREFIX + _REALM_SETTING)
-            gate = Gate(validator, realm, self._client_cert_header)
+            gate = Gate(validator, realm, self._client_cert_header, self._public_url)
         app.extensions.setdefault(_EXTENSION, {})[self] = gate
         self._check_order(app, settled=False)
         app.before_request(lambda: self._check_order(current_app))

@@ -15,7 +15,7 @@ from keycloak_m2m.fastapi import TokenAuth
 from keycloak_m2m.testing import LocalRealm
 
 from ..support import AUDIENCE, CLIENT
-from .checks import assert_refused
+from .checks import assert_refused, bare_challenge
 
 
 def fastapi_app(auth: TokenAuth) -> FastAPI:
@@ -181,7 +181,7 @@ def test_without_install_the_status_and_headers_are_still_right(
     with TestClient(app) as client:
         response = client.get("/whoami")
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == f'Bearer realm="{realm.issuer}"'
+    assert response.headers["WWW-Authenticate"] == bare_challenge(realm.issuer)
     assert response.json()["detail"]["error"] == "unauthorized"
 
 

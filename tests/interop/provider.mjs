@@ -6,8 +6,11 @@
 // one JSON line on stdout when ready: {"ready": true, "issuer": ..., "port": ...}.
 // --exit-with-stdin: exit when stdin reaches EOF, so a test runner that dies never leaks us.
 //
-// Clients (both confidential, client_credentials only, secret from INTEROP_CLIENT_SECRET):
-//   m2m-basic (client_secret_basic), m2m-post (client_secret_post).
+// Clients (all confidential, client_credentials only, secret from INTEROP_CLIENT_SECRET):
+//   m2m-basic (client_secret_basic), m2m-post (client_secret_post), m2m-dpop-nonce
+//   (client_secret_basic; its DPoP proofs must carry a server nonce, RFC 9449 section 8).
+// DPoP (RFC 9449): a token request with a proof gets a token bound to the proof's key
+// (cnf.jkt, token_type DPoP).
 // Resource servers (resource indicator = JWT access token audience, RFC 9068 / RFC 8707):
 //   https://api.example.test          RS256     https://ps256.api.example.test  PS256
 //   https://es256.api.example.test    ES256     https://eddsa.api.example.test  EdDSA
@@ -123,6 +126,17 @@ class MemoryAdapter {
 
 // --- the provider --------------------------------------------------------------------------------
 
+const NONCE_CLIENT = 'm2m-dpop-nonce';
+const NONCE_SECRET = crypto.randomBytes(32);
+
+// Called before the client is authenticated: read its id from the Basic credentials.
+function asksForNonce(ctx) {
+  const [scheme, value] = (ctx.get('authorization') || '').split(' ');
+  if (scheme?.toLowerCase() !== 'basic' || !value) return false;
+  const id = Buffer.from(value, 'base64').toString('utf8').split(':')[0];
+  return decodeURIComponent(id) === NONCE_CLIENT;
+}
+
 function buildProvider(issuer) {
   const client = (clientId, method) => ({
     client_id: clientId,
@@ -135,11 +149,16 @@ function buildProvider(issuer) {
   });
   return new Provider(issuer, {
     adapter: MemoryAdapter,
-    clients: [client('m2m-basic', 'client_secret_basic'), client('m2m-post', 'client_secret_post')],
+    clients: [
+      client('m2m-basic', 'client_secret_basic'),
+      client('m2m-post', 'client_secret_post'),
+      client(NONCE_CLIENT, 'client_secret_basic'),
+    ],
     jwks: { keys: published },
     scopes: ['notifications:send', 'reports:read'],
     features: {
       devInteractions: { enabled: false },
+      dPoP: { enabled: true, nonceSecret: NONCE_SECRET, requireNonce: asksForNonce },
       clientCredentials: { enabled: true },
       introspection: { enabled: false },
       revocation: { enabled: false },

@@ -24,14 +24,18 @@ import pytest
 from jwt.utils import base64url_decode
 
 from keycloak_m2m import (
+    ClientCredentials,
     ExpiredToken,
     InvalidAudience,
+    InvalidDPoPProof,
+    InvalidToken,
     InvalidTokenType,
     MalformedToken,
     Principal,
     TokenValidator,
     UnknownKey,
 )
+from keycloak_m2m._client_dpop import DPoPKey
 
 from ..support import FakeClock
 
@@ -374,3 +378,62 @@ async def test_follows_key_rotation(provider: OidcProvider, driver: str) -> None
     assert provider.requests_to(JWKS_PATH) == fetches + 3
     assert await client_of(new_token) == "m2m-basic"
     assert provider.requests_to(JWKS_PATH) == fetches + 3
+
+
+# ---------------------------------------------------------------------------------------------
+# DPoP-bound tokens (RFC 9449): oidc-provider binds, keycloak_m2m checks the proofs
+
+
+def _bound_token(provider: OidcProvider, key: DPoPKey, resource: str = AUDIENCE) -> str:
+    """A JWT access token for ``resource`` bound to ``key``: the token request carries a proof."""
+    response = provider.http.post(
+        provider.token_endpoint,
+        data={"grant_type": "client_credentials", "resource": resource},
+        auth=("m2m-basic", provider.secret),
+        headers={"DPoP": key.proof("POST", provider.token_endpoint)},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+    token: str = response.json()["access_token"]
+    return token
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_accepts_dpop_bound_tokens_with_their_proofs(
+    provider: OidcProvider, driver: str
+) -> None:
+    key = DPoPKey.generate()
+    token = _bound_token(provider, key)
+    claims = _segments(token)[1]
+    assert claims["cnf"] == {"jkt": key.thumbprint}
+    validator = await _discover(provider, driver)
+    url = "https://api.example.test/reports"
+
+    async def check(proof: str, method: str = "GET") -> Principal:
+        material: dict[str, Any] = {"dpop_proof": proof, "method": method, "url": url}
+        if driver == "sync":
+            return validator.validate(token, **material)
+        return await validator.validate_async(token, **material)
+
+    principal = await check(key.proof("GET", url, access_token=token))
+    assert principal.client_id == "m2m-basic"
+    honest = key.proof("GET", url, access_token=token)
+    await check(honest)
+    with pytest.raises(InvalidDPoPProof, match="replayed"):
+        await check(honest)
+    with pytest.raises(InvalidDPoPProof, match="htm"):
+        await check(key.proof("POST", url, access_token=token))
+    with pytest.raises(InvalidDPoPProof, match="binding"):
+        await check(DPoPKey.generate().proof("GET", url, access_token=token))
+    with pytest.raises(InvalidToken, match="bearer"):
+        await _validate(validator, token, driver)
+
+
+def test_client_answers_the_token_endpoint_nonce_once(provider: OidcProvider) -> None:
+    creds = ClientCredentials(
+        "m2m-dpop-nonce", provider.secret, token_url=provider.token_endpoint, dpop_key=True
+    )
+    before = provider.requests_to("/token")
+    assert creds.get_token()
+    # The first request was answered use_dpop_nonce, the second carried the nonce.
+    assert provider.requests_to("/token") - before == 2

@@ -209,3 +209,25 @@ async def test_a_cancelled_validation_ends_its_spans(
     assert attributes(fetch)["keycloak_m2m.outcome"] == "failed"
     assert attributes(fetch)["error.type"] == "CancelledError"
     assert not trace.get_current_span().is_recording()  # both spans left the context
+
+
+def test_dpop_bound_tokens_validate_and_are_traced_with_an_sdk(
+    telemetry: Telemetry,
+    realm: LocalRealm,
+    clock: FakeClock,
+    make_validator: Callable[..., TokenValidator],
+) -> None:
+    from ..dpop.support import URL, new_key, proof
+
+    key = new_key()
+    bound = realm.mint(CLIENT, dpop_jkt=key.thumbprint)
+    validator = make_validator()
+
+    def material() -> dict[str, str]:  # a fresh proof each time: proofs are single-use
+        return {"dpop_proof": proof(key, token=bound, iat=clock()), "method": "GET", "url": URL}
+
+    for _ in range(2):  # the second: the token's verdict cached, a fresh proof checked
+        assert validator.validate(bound, **material()).client_id == CLIENT
+        assert asyncio.run(validator.validate_async(bound, **material())).client_id == CLIENT
+    spans = list(telemetry.exporter.get_finished_spans())
+    assert [span.name for span in spans].count("keycloak_m2m.validate") >= 4

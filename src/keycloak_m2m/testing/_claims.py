@@ -126,6 +126,8 @@ class Client:
     web_origins: tuple[str, ...] = ()
     redirect_uris: tuple[str, ...] = ()
     lightweight_tokens: bool = False
+    # Keycloak's "Require DPoP bound tokens": token requests without a proof are refused.
+    dpop_bound: bool = False
     enabled: bool = True
     # Authenticates with its TLS certificate (tls_client_auth) and gets tokens bound to it.
     certificate_bound: bool = False
@@ -160,6 +162,7 @@ def make_client(
     redirect_uris: Iterable[str],
     lightweight_tokens: bool,
     certificate_bound: bool = False,
+    dpop_bound: bool = False,
 ) -> Client:
     """A client from ``add_client``'s arguments, each checked."""
     if not client_id:
@@ -184,6 +187,7 @@ def make_client(
         redirect_uris=strings(redirect_uris, "redirect_uris"),
         lightweight_tokens=lightweight_tokens,
         certificate_bound=certificate_bound,
+        dpop_bound=dpop_bound,
     )
 
 
@@ -286,6 +290,13 @@ def service_account_claims(issue: Issue, client: Client, scopes: Iterable[str]) 
     claims["scope"] = " ".join(scopes)
     claims.update(_service_account_mappers(issue.layout, client, scopes))
     return claims
+
+
+def dpop_bound(claims: Mapping[str, Any], jkt: str) -> dict[str, Any]:
+    """A payload bound to the DPoP key ``jkt`` as Keycloak binds it: ``typ`` "DPoP" and
+    ``cnf.jkt`` (RFC 9449 section 6.1)."""
+    # Other confirmation members (a certificate thumbprint) stay: a token may carry both.
+    return {**claims, "typ": "DPoP", "cnf": {**(claims.get("cnf") or {}), "jkt": jkt}}
 
 
 def _service_account_mappers(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
+from .._errors import InvalidDPoPProof
 from ._claims import Client, introspection, userinfo
 from ._keys import SUPPORTED_ALGORITHMS, public_key_base64
 from ._protocol import (
@@ -169,7 +170,34 @@ def _client_endpoint(
 
 
 def token(realm: LocalRealm, request: Request) -> Response:
-    return _client_endpoint(realm, request, _grant, check_form=_check_grant_type)
+    try:
+        jkt = _proof_key(realm, request)
+    except OAuthError as error:
+        return error.response()
+
+    def grant(realm: LocalRealm, client: Client, form: Mapping[str, str]) -> Response:
+        if client.dpop_bound and jkt is None:
+            raise OAuthError(400, "invalid_dpop_proof", "DPoP proof is missing")
+        return _grant(realm, client, form, jkt)
+
+    return _client_endpoint(realm, request, grant, check_form=_check_grant_type)
+
+
+def _proof_key(realm: LocalRealm, request: Request) -> str | None:
+    """The thumbprint of the key a token request's DPoP proof was signed with, as Keycloak
+    checks the proof (RFC 9449 section 5: htm POST, htu the token URL, fresh, not replayed)."""
+    proof = request.headers.get("dpop")
+    if proof is None:
+        return None
+    try:
+        verdict = realm._dpop_proofs.check(
+            proof, ath=None, method="POST", url=realm.token_url, now=realm._clock()
+        )
+    except InvalidDPoPProof as error:
+        raise OAuthError(400, "invalid_dpop_proof", error.description) from None
+    if not realm._dpop_replay.first_use(verdict.replay_key, verdict.replay_ttl):
+        raise OAuthError(400, "invalid_dpop_proof", "DPoP proof has already been used")
+    return verdict.jkt
 
 
 def introspect(realm: LocalRealm, request: Request) -> Response:
@@ -194,8 +222,11 @@ def _check_grant_type(form: Mapping[str, str]) -> None:
         raise OAuthError(400, "unsupported_grant_type", "Unsupported grant_type")
 
 
-def _grant(realm: LocalRealm, client: Client, form: Mapping[str, str]) -> Response:
-    body = _GRANTS[form["grant_type"]](realm, client, form)
+def _grant(realm: LocalRealm, client: Client, form: Mapping[str, str], jkt: str | None) -> Response:
+    if form["grant_type"] == "client_credentials":
+        body = _client_credentials(realm, client, form, jkt)
+    else:
+        body = _GRANTS[form["grant_type"]](realm, client, form)
     return json_response(200, body, headers=NO_STORE)
 
 
@@ -243,13 +274,17 @@ def _granted_scopes(client: Client, form: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _token_response(
-    realm: LocalRealm, access_token: str, scopes: tuple[str, ...], id_token: str | None
+    realm: LocalRealm,
+    access_token: str,
+    scopes: tuple[str, ...],
+    id_token: str | None,
+    token_type: str = "Bearer",  # noqa: S107 - a token type, not a secret
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "access_token": access_token,
         "expires_in": realm.token_lifetime,
         "refresh_expires_in": 0,
-        "token_type": "Bearer",
+        "token_type": token_type,
     }
     if id_token is not None:
         body["id_token"] = id_token
@@ -259,13 +294,14 @@ def _token_response(
 
 
 def _client_credentials(
-    realm: LocalRealm, client: Client, form: Mapping[str, str]
+    realm: LocalRealm, client: Client, form: Mapping[str, str], jkt: str | None = None
 ) -> dict[str, Any]:
     scopes = _granted_scopes(client, form)
-    access_token, claims = realm._issue(client, scopes)
+    access_token, claims = realm._issue(client, scopes, jkt)
     # Keycloak adds an ID token to any grant whose scope asks for openid.
     id_token = realm._issue_id_token(client, access_token, claims) if "openid" in scopes else None
-    return _token_response(realm, access_token, scopes, id_token)
+    token_type = "Bearer" if jkt is None else "DPoP"
+    return _token_response(realm, access_token, scopes, id_token, token_type)
 
 
 def _token_exchange(realm: LocalRealm, client: Client, form: Mapping[str, str]) -> dict[str, Any]:

@@ -22,11 +22,15 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
 
+from .._dpop import ProofChecker, ProofPolicy
+from .._jose import json_parser
+from .._replay import MemoryReplayCache
 from ._claims import (
     CURRENT_KEYCLOAK,
     Client,
     Issue,
     Layout,
+    dpop_bound,
     exchanged_claims,
     id_token_claims,
     lightweight,
@@ -110,6 +114,12 @@ class LocalRealm(FaultInjection):
         self._faults: dict[Endpoint, Fault] = {}
         self._counts: Counter[Endpoint] = Counter()
         self._made_up_subject = str(uuid.uuid4())
+        # DPoP proofs at the token endpoint, checked as Keycloak does (a minute's window).
+        self._dpop_proofs = ProofChecker(
+            ProofPolicy(max_age=60.0, leeway=10.0, nonce_secret=None),
+            json_parser(accept_duplicate_members=False),
+        )
+        self._dpop_replay = MemoryReplayCache()
         oidc = f"{self._path}/protocol/openid-connect"
         self._routes: Mapping[str, Endpoint] = {
             self._path: "realm",
@@ -275,6 +285,7 @@ class LocalRealm(FaultInjection):
         redirect_uris: Iterable[str] = (),
         lightweight_tokens: bool = False,
         certificate_bound: bool = False,
+        dpop_bound: bool = False,
     ) -> None:
         """Register (or replace) a confidential client with a service account.
 
@@ -296,6 +307,7 @@ class LocalRealm(FaultInjection):
             redirect_uris=redirect_uris,
             lightweight_tokens=lightweight_tokens,
             certificate_bound=certificate_bound,
+            dpop_bound=dpop_bound,
         )
         with self._lock:
             self._clients[client_id] = client
@@ -366,11 +378,16 @@ class LocalRealm(FaultInjection):
             self._full_claims[str(claims["jti"])] = claims
         return lightweight(claims)
 
-    def _issue(self, client: Client, scopes: Iterable[str]) -> tuple[str, dict[str, Any]]:
-        """A token as the token endpoint signs it, and its full claims."""
+    def _issue(
+        self, client: Client, scopes: Iterable[str], jkt: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A token as the token endpoint signs it (bound to the DPoP key ``jkt`` if given), and
+        its full claims."""
         claims = self._claims_for(client, scopes)
         if client.bound_to is not None:
             claims["cnf"] = {"x5t#S256": client.bound_to}  # RFC 8705 section 3
+        if jkt is not None:
+            claims = dpop_bound(claims, jkt)
         return signed_by_realm(self._keys.active(), self._jwt_claims(client, claims)), claims
 
     def _issue_id_token(self, client: Client, access_token: str, access: dict[str, Any]) -> str:
@@ -442,6 +459,7 @@ class LocalRealm(FaultInjection):
         raw_payload: bytes | None = None,
         signing_key: PrivateKey | bytes | None = None,
         signature: bytes | None = None,
+        dpop_jkt: str | None = None,
     ) -> str:
         """Make a token directly, with any override, including deliberately broken ones.
 
@@ -449,7 +467,8 @@ class LocalRealm(FaultInjection):
         ``scope`` (lightweight for a lightweight client), or for no client a service-account
         token of a made-up client "test-client" (audience "account"); then ``claims``
         overrides, then ``expires_in`` sets ``exp = iat + expires_in``, then ``remove`` drops
-        claims.
+        claims. ``dpop_jkt`` binds the token to that DPoP key thumbprint as Keycloak does
+        (``typ`` "DPoP", ``cnf.jkt``), before ``claims`` apply.
 
         Header: Keycloak's ``{"alg","typ","kid"}``, then ``header`` overrides, then
         ``remove_header`` drops members. ``kid`` (default: the active key) names the key in the
@@ -469,7 +488,7 @@ class LocalRealm(FaultInjection):
             members = {"alg": algorithm, "typ": "JWT", "kid": header_kid}
             raw_header = overridden_header(members, header or {}, remove_header)
         if raw_payload is None:
-            payload = self._mint_payload(client_id, claims, expires_in, remove)
+            payload = self._mint_payload(client_id, claims, expires_in, remove, dpop_jkt)
             raw_payload = compact_json(payload).encode("utf-8")
         key = signing_key
         if key is None and realm_key is not None:
@@ -491,6 +510,7 @@ class LocalRealm(FaultInjection):
         claims: Mapping[str, Any] | None,
         expires_in: float | None,
         remove: Iterable[str],
+        dpop_jkt: str | None,
     ) -> dict[str, Any]:
         if client_id is None:
             client = made_up_client(self._made_up_subject)
@@ -498,6 +518,8 @@ class LocalRealm(FaultInjection):
             client = self._client(client_id)
         full = self._claims_for(client, self._default_grant(client))
         payload = dict(self._jwt_claims(client, full))
+        if dpop_jkt is not None:
+            payload = dpop_bound(payload, dpop_jkt)
         payload.update(claims or {})
         if expires_in is not None:
             payload["exp"] = math.floor(payload["iat"] + expires_in)
