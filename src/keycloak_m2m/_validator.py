@@ -1,7 +1,7 @@
 """TokenValidator: one validation flow, driven by a sync and an async driver.
 
-The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields the fetch
-count it saw; the driver fetches under its own lock unless another caller already did, records the
+The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields a
+``FetchDue``; the driver fetches under its own lock unless another caller already did, records the
 outcome, and resumes the flow. The two drivers are the only code with locks and network access.
 """
 
@@ -32,7 +32,7 @@ from ._jose import (
     split_token,
     verifying_key,
 )
-from ._keyset import KeyCachePolicy, KeySet
+from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import LoopLocks
 from ._principal import Principal
 
@@ -184,12 +184,12 @@ class TokenValidator:
             return principal
         flow = self._flow(token)
         try:
-            seen_attempts = next(flow)
+            due = next(flow)
             while True:
                 with self._lock:
-                    if self._keys.attempts == seen_attempts:
-                        self._record(fetch(self._jwks_url, self._fetch_policy))
-                seen_attempts = flow.send(None)
+                    if self._keys.attempts == due.attempts:
+                        self._record(fetch(self._jwks_url, self._fetch_policy), due)
+                due = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
             return verified
@@ -201,25 +201,25 @@ class TokenValidator:
             return principal
         flow = self._flow(token)
         try:
-            seen_attempts = next(flow)
+            due = next(flow)
             while True:
                 async with self._async_locks.current():
-                    if self._keys.attempts == seen_attempts:
-                        self._record(await fetch_async(self._jwks_url, self._fetch_policy))
-                seen_attempts = flow.send(None)
+                    if self._keys.attempts == due.attempts:
+                        self._record(await fetch_async(self._jwks_url, self._fetch_policy), due)
+                due = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
             return verified
 
-    def _record(self, outcome: bytes | FetchFailure) -> None:
+    def _record(self, outcome: bytes | FetchFailure, due: FetchDue) -> None:
         if isinstance(outcome, FetchFailure):
             self._keys.record_failure(self._clock(), outcome.reason)
         else:
-            self._keys.record_document(outcome, self._clock())
+            self._keys.record_document(outcome, self._clock(), due)
 
     # --- the flow -----------------------------------------------------------------------------
 
-    def _flow(self, token: str) -> Generator[int, None, Principal]:
+    def _flow(self, token: str) -> Generator[FetchDue, None, Principal]:
         header_segment, payload_segment, signature_segment = split_token(
             token, self._max_token_size
         )
@@ -228,8 +228,8 @@ class TokenValidator:
         signature = b64url_decode(signature_segment)
         now = self._clock()
         keys = self._keys.select(header.kid, header.alg, now)
-        if keys is None:
-            yield self._keys.attempts
+        if isinstance(keys, FetchDue):
+            yield keys
             now = self._clock()
             keys = self._keys.select_settled(header.kid, header.alg, now)
         signing_input = header_segment + b"." + payload_segment
