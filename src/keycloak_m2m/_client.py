@@ -33,6 +33,7 @@ import httpx
 
 from ._http import tls_context
 from ._locks import LoopLocks
+from ._steady import SteadyClock
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
@@ -327,8 +328,9 @@ class ClientCredentials(httpx.Auth):
             timeout=float(timeout),
             retry=_Retry(max_retries, float(backoff), float(max_backoff)),
         )
-        self._clock = clock
-        self._cache = _TokenCache(clock)
+        # Renewal is a matter of elapsed time, which a clock stepping back must not stretch.
+        self._clock = SteadyClock(clock)
+        self._cache = _TokenCache(self._clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
         if self._settings.token_url.startswith("https:"):

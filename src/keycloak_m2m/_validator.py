@@ -35,6 +35,7 @@ from ._jose import (
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import LoopLocks
 from ._principal import Principal
+from ._steady import SteadyClock
 
 __all__ = ["DiscoveryError", "TokenValidator"]
 
@@ -121,7 +122,8 @@ class TokenValidator:
             ),
             service_accounts_only=bool(service_accounts_only),
         )
-        self._clock = clock
+        self._clock = clock  # claim times: instants of the wall clock
+        self._steady = SteadyClock(clock)  # TTLs, intervals, staleness, the token cache
         self._max_token_size = max_token_size
         self._parse_json = json_parser(accept_duplicate_members=accept_duplicate_members)
         self._keys = KeySet(
@@ -213,9 +215,9 @@ class TokenValidator:
 
     def _record(self, outcome: bytes | FetchFailure, due: FetchDue) -> None:
         if isinstance(outcome, FetchFailure):
-            self._keys.record_failure(self._clock(), outcome.reason)
+            self._keys.record_failure(self._steady(), outcome.reason)
         else:
-            self._keys.record_document(outcome, self._clock(), due)
+            self._keys.record_document(outcome, self._steady(), due)
 
     # --- the flow -----------------------------------------------------------------------------
 
@@ -226,18 +228,17 @@ class TokenValidator:
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
         claims = decode_json_object(payload_segment, self._parse_json)
         signature = b64url_decode(signature_segment)
-        now = self._clock()
-        keys = self._keys.select(header.kid, header.alg, now)
+        keys = self._keys.select(header.kid, header.alg, self._steady())
         if isinstance(keys, FetchDue):
             yield keys
-            now = self._clock()
-            keys = self._keys.select_settled(header.kid, header.alg, now)
+            keys = self._keys.select_settled(header.kid, header.alg, self._steady())
         signing_input = header_segment + b"." + payload_segment
         key = verifying_key(keys, header.alg, signing_input, signature)
         if key is None:
             raise InvalidSignature()
+        now = self._clock()
         principal = check_claims(claims, self._policy, now)
-        self._remember(token, principal, key)
+        self._remember(token, principal, key, principal.expires_at - now)
         return principal
 
     def _parse_header(self, segment: bytes) -> Header:
@@ -263,7 +264,7 @@ class TokenValidator:
         entry = self._verified.get(cache_key)
         if entry is None or entry.token != token:
             return None
-        if self._clock() < entry.valid_until and not entry.key.retired:
+        if self._steady() < entry.valid_until and not entry.key.retired:
             try:
                 self._verified.move_to_end(cache_key)
             except KeyError:  # evicted by another thread meanwhile
@@ -272,11 +273,14 @@ class TokenValidator:
         self._verified.pop(cache_key, None)
         return None
 
-    def _remember(self, token: str, principal: Principal, key: VerificationKey) -> None:
+    def _remember(
+        self, token: str, principal: Principal, key: VerificationKey, lifetime: float
+    ) -> None:
         if not self._token_cache_size:
             return
-        # Until the key set is due for a refresh: then the full path refreshes it.
-        valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
+        # For what is left of the token's life, in elapsed time, and until the key set is due for
+        # a refresh: then the full path checks both again.
+        valid_until = min(self._steady() + lifetime + self._policy.leeway, self._keys.fresh_until)
         self._verified[token[-_CACHE_KEY_CHARS:]] = _Verified(token, principal, key, valid_until)
         if len(self._verified) > self._token_cache_size:
             try:
