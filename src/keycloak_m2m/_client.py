@@ -9,8 +9,10 @@ The policy is written once, without I/O, as generators that yield what they need
   ``_TokenCache``, which decides when a cached token may be used;
 * ``_bearer_flow`` is httpx's auth flow plus one kind of step, ``_TokenWanted``.
 
-Two drivers run them: the sync one with a threading lock and blocking I/O, the async one with an
-asyncio lock. The locks make concurrent callers that find no usable token share one request.
+Two drivers run them: the sync one with a threading lock, the async one with an asyncio lock. The
+locks make concurrent callers that find no usable token share one request. Both send with the one
+async runner (``_run_async``), where a deadline bounds each request whatever the server does; the
+sync driver runs it on a private event loop.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
+import anyio
 import httpx
 
-from ._http import tls_context
-from ._locks import LoopLocks
+from ._http import run_blocking, tls_context
+from ._locks import LoopLocks, shared
 from ._steady import SteadyClock
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
@@ -463,6 +466,11 @@ class ClientCredentials(httpx.Auth):
         token = self._cache.usable(rejected)
         if token is not None:
             return token
+        # Shared: a caller cancelled while the request is in flight neither aborts it for the
+        # callers queued behind it nor leaves it to be made again.
+        return await shared(self._renewed_async(rejected, seen_fetches))
+
+    async def _renewed_async(self, rejected: str | None, seen_fetches: int) -> str:
         async with self._async_locks.current():
             token = self._cache.after_waiting(rejected, seen_fetches)
             if token is None:
@@ -479,22 +487,7 @@ class ClientCredentials(httpx.Auth):
         }
 
     def _run(self, flow: _Flow[_T]) -> _T:
-        with httpx.Client(**self._http_options()) as client:
-            outcome: _Outcome = None
-            try:
-                while True:
-                    step = flow.send(outcome)
-                    if isinstance(step, _Pause):
-                        time.sleep(step.seconds)
-                        outcome = None
-                    else:
-                        try:
-                            outcome = client.send(step)
-                        except httpx.RequestError as error:
-                            outcome = error
-            except StopIteration as finished:
-                result: _T = finished.value
-                return result
+        return run_blocking(lambda: self._run_async(flow))
 
     async def _run_async(self, flow: _Flow[_T]) -> _T:
         async with httpx.AsyncClient(**self._http_options()) as client:
@@ -506,13 +499,24 @@ class ClientCredentials(httpx.Auth):
                         await asyncio.sleep(step.seconds)
                         outcome = None
                     else:
-                        try:
-                            outcome = await client.send(step)
-                        except httpx.RequestError as error:
-                            outcome = error
+                        outcome = await self._send(client, step)
             except StopIteration as finished:
                 result: _T = finished.value
                 return result
+
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request) -> _Outcome:
+        """One token request within ``timeout``, from connecting to the last byte of the answer.
+
+        httpx's timeouts bound each socket operation: a server dripping a header line at a time
+        would hold the request (and the credentials' lock) indefinitely.
+        """
+        try:
+            with anyio.fail_after(self._settings.timeout):
+                return await client.send(request)
+        except httpx.RequestError as error:
+            return error
+        except TimeoutError:
+            return httpx.TimeoutException("no answer within the timeout", request=request)
 
     # --- the flows ----------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from ._jose import (
     verifying_key,
 )
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
-from ._locks import LoopLocks
+from ._locks import LoopLocks, shared
 from ._principal import Principal
 from ._steady import SteadyClock
 
@@ -188,9 +188,7 @@ class TokenValidator:
         try:
             due = next(flow)
             while True:
-                with self._lock:
-                    if self._keys.attempts == due.attempts:
-                        self._record(fetch(self._jwks_url, self._fetch_policy), due)
+                self._fetch_keys(due)
                 due = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
@@ -205,13 +203,28 @@ class TokenValidator:
         try:
             due = next(flow)
             while True:
-                async with self._async_locks.current():
-                    if self._keys.attempts == due.attempts:
-                        self._record(await fetch_async(self._jwks_url, self._fetch_policy), due)
+                # Shared: a caller cancelled while the fetch is in flight neither aborts it nor
+                # leaves it to be made again.
+                await shared(self._fetch_keys_async(due))
                 due = flow.send(None)
         except StopIteration as finished:
             verified: Principal = finished.value
             return verified
+
+    def _fetch_keys(self, due: FetchDue) -> None:
+        with self._lock:
+            if self._keys.attempts == due.attempts:
+                self._record(fetch(self._jwks_url, self._fetch_policy), due)
+
+    async def _fetch_keys_async(self, due: FetchDue) -> None:
+        async with self._async_locks.current():
+            if self._keys.attempts == due.attempts:
+                # Cancelled itself (its event loop closing), the fetch still counts as an attempt.
+                outcome: bytes | FetchFailure = FetchFailure("cancelled")
+                try:
+                    outcome = await fetch_async(self._jwks_url, self._fetch_policy)
+                finally:
+                    self._record(outcome, due)
 
     def _record(self, outcome: bytes | FetchFailure, due: FetchDue) -> None:
         if isinstance(outcome, FetchFailure):

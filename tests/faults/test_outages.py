@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
@@ -16,9 +17,20 @@ from keycloak_m2m import KeysUnavailable, TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
 from ..support import AUDIENCE, CLIENT, FakeClock, Validate, validate_async, validate_sync
-from .support import Relay, ScriptedServer, Step, http_response, jwks_body, relay_to
+from .support import (
+    CERTS_PATH,
+    DrippingServer,
+    Relay,
+    ScriptedServer,
+    Step,
+    http_response,
+    jwks_body,
+    relay_to,
+)
 
 MakeValidator = Callable[..., TokenValidator]
+# The promise of every deadline: the exchange, its thread and its socket end within it plus this.
+GRACE = 0.5
 
 
 @pytest.fixture
@@ -259,3 +271,36 @@ async def test_the_event_loop_runs_while_a_body_drips(
         ticking.cancel()
         assert ticker.ticks >= 30
         assert server.request_count == 1
+
+
+@pytest.mark.parametrize(
+    "driver",
+    [
+        pytest.param(validate_sync, id="sync"),
+        pytest.param(validate_async, id="async"),
+    ],
+)
+def test_headers_dripping_for_ever_end_with_their_thread_and_socket_at_the_deadline(
+    realm: LocalRealm, clock: FakeClock, driver: Validate
+) -> None:
+    timeout = 1.0
+    with DrippingServer() as server:
+        validator = TokenValidator(
+            realm.issuer,
+            AUDIENCE,
+            jwks_url=server.url(CERTS_PATH),
+            clock=clock,
+            jwks_timeout=timeout,
+        )
+        threads = set(threading.enumerate())
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            driver(validator, realm.mint(CLIENT))
+        assert time.monotonic() <= started + timeout + GRACE
+        server.wait_for_hang_ups(until=started + timeout + GRACE)
+        assert server.open_exchanges == 0, "the socket outlived the deadline"
+        while set(threading.enumerate()) - threads and time.monotonic() < started + timeout + GRACE:
+            time.sleep(0.01)
+        assert set(threading.enumerate()) <= threads, "a thread outlived the deadline"
+        [(arrived, hung_up)] = server.exchanges
+        assert hung_up - arrived <= timeout + GRACE
