@@ -231,9 +231,7 @@ class _TokenCache:
         self.fetches += 1
 
 
-def _oauth_error(
-    response: httpx.Response, sensitive: tuple[str, ...]
-) -> tuple[str | None, str | None]:
+def _oauth_error(response: httpx.Response, redact: _Redactor) -> tuple[str | None, str | None]:
     """Keycloak's ``error`` and ``error_description``, when the body is an OAuth error."""
     try:
         body = response.json()
@@ -243,16 +241,38 @@ def _oauth_error(
         return None, None
     error, description = body.get("error"), body.get("error_description")
     return (
-        _redacted(error, sensitive) if isinstance(error, str) else None,
-        _redacted(description, sensitive) if isinstance(description, str) else None,
+        redact(error)[:_MAX_DESCRIPTION] if isinstance(error, str) else None,
+        redact(description)[:_MAX_DESCRIPTION] if isinstance(description, str) else None,
     )
 
 
-def _redacted(text: str, sensitive: tuple[str, ...]) -> str:
-    # A server that echoes the request must not put the secret into our exception messages.
-    for value in sensitive:
-        text = text.replace(value, "[redacted]")
-    return text[:_MAX_DESCRIPTION]
+def _sent_forms(secret: str) -> tuple[str, str, str]:
+    """A value as it travels in a form: raw, and form-encoded with a space as + or as %20."""
+    return secret, quote_plus(secret), quote(secret, safe="")
+
+
+def _basic_credentials(client_id: str, secret: str) -> str:
+    # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+    return base64.b64encode(pair.encode()).decode("ascii")
+
+
+class _Redactor:
+    """Replaces each given text (a secret in every form this package sends it) by [redacted].
+
+    A token endpoint or a proxy that echoes the request (in ``error_description``, say) must not
+    put the secret into our messages, attributes or logs, whether raw, percent-encoded or inside
+    the Basic credentials. Redacting comes before any truncation, which could leave a prefix.
+    """
+
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        # Longest first, so a text containing another is replaced whole; case-insensitive for the
+        # hex digits of percent-encoding (redacting too much is harmless).
+        alternatives = sorted({re.escape(text) for text in texts if text}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub("[redacted]", text)
 
 
 def _unusable_reason(body: object) -> str | None:
@@ -552,6 +572,7 @@ class ClientCredentials(httpx.Auth):
     def _request_flow(self, form: dict[str, str]) -> _Flow[_Issued]:
         """One grant: send, retry connection errors and 5xx with backoff, read the answer."""
         request = self._token_request(form)
+        redact = self._redactor(form)
         retry = self._settings.retry
         attempt = 0
         while True:
@@ -559,12 +580,12 @@ class ClientCredentials(httpx.Auth):
             requested_at = self._clock()
             outcome = yield request
             if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
-                return self._issued(outcome, requested_at, form)
+                return self._issued(outcome, requested_at, form, redact)
             if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
                 raise self._failure(f"the answer could not be read ({type(outcome).__name__})")
-            reason = _transient_reason(outcome)
+            reason = redact(_transient_reason(outcome))
             if attempt > retry.max_retries:
-                raise self._unavailable(outcome, reason, attempt, form)
+                raise self._unavailable(outcome, reason, attempt, redact)
             delay = retry.delay(attempt)
             _log.warning(
                 "token request for client %r to %s failed (%s); retrying in %.2f s",
@@ -579,9 +600,8 @@ class ClientCredentials(httpx.Auth):
         settings = self._settings
         headers = {"Accept": "application/json", "User-Agent": "keycloak-m2m"}
         if settings.auth_method == "client_secret_basic":
-            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
-            pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+            credentials = _basic_credentials(settings.client_id, settings.client_secret)
+            headers["Authorization"] = f"Basic {credentials}"
         else:
             form = {
                 **form,
@@ -591,11 +611,14 @@ class ClientCredentials(httpx.Auth):
         return httpx.Request("POST", settings.token_url, data=form, headers=headers)
 
     def _issued(
-        self, response: httpx.Response, requested_at: float, form: dict[str, str]
+        self,
+        response: httpx.Response,
+        requested_at: float,
+        form: dict[str, str],
+        redact: _Redactor,
     ) -> _Issued:
-        sensitive = self._sensitive(form)
         if response.status_code != 200:
-            error, description = _oauth_error(response, sensitive)
+            error, description = _oauth_error(response, redact)
             detail = " ".join(filter(None, (error, description and f"({description})")))
             raise self._failure(
                 f"{_grant_name(form)} refused: HTTP {response.status_code}"
@@ -618,10 +641,16 @@ class ClientCredentials(httpx.Auth):
         _log.debug("token for client %r obtained, valid for %s s", self.client_id, lifetime)
         return _Issued(body["access_token"], requested_at + lifetime - margin)
 
-    def _sensitive(self, form: dict[str, str]) -> tuple[str, ...]:
-        subject_token = form.get("subject_token")
-        secret = self._settings.client_secret
-        return (secret,) if subject_token is None else (secret, subject_token)
+    def _redactor(self, form: dict[str, str]) -> _Redactor:
+        """For the secret in every form it is sent in, and an exchange's subject token."""
+        settings = self._settings
+        return _Redactor(
+            (
+                *_sent_forms(settings.client_secret),
+                _basic_credentials(settings.client_id, settings.client_secret),
+                *_sent_forms(form.get("subject_token", "")),
+            )
+        )
 
     def _failure(
         self,
@@ -643,12 +672,12 @@ class ClientCredentials(httpx.Auth):
         outcome: httpx.Response | httpx.TransportError,
         reason: str,
         attempts: int,
-        form: dict[str, str],
+        redact: _Redactor,
     ) -> TokenRequestError:
         detail = f"unavailable after {attempts} attempt{'s' if attempts > 1 else ''}: {reason}"
         if isinstance(outcome, httpx.TransportError):
             return self._failure(detail)
-        error, description = _oauth_error(outcome, self._sensitive(form))
+        error, description = _oauth_error(outcome, redact)
         return self._failure(
             detail,
             status_code=outcome.status_code,
