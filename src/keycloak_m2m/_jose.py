@@ -162,15 +162,30 @@ class VerificationKey:
     verified with it (the verified-token cache) can tell without a scan.
     """
 
-    __slots__ = ("algorithms", "fingerprint", "kid", "public_key", "retired")
+    __slots__ = ("algorithms", "fingerprint", "kid", "public_key", "retired", "signature_size")
 
     def __init__(self, kid: str | None, algorithms: frozenset[str], public_key: PublicKey) -> None:
         self.kid = kid
         self.algorithms = algorithms
         self.public_key = public_key
+        self.signature_size = _signature_size(public_key)
         der = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         self.fingerprint = (kid, algorithms, hashlib.sha256(der).digest())
         self.retired = False
+
+
+def _signature_size(public_key: PublicKey) -> int:
+    """The one length in octets of every signature the key makes.
+
+    RSA: the modulus length (RFC 8017, sections 8.1.2 and 8.2.2); OpenSSL verifies a PSS
+    signature with its leading zero octet stripped, which would give every such token a
+    byte-different twin. ECDSA: JOSE's r || s (RFC 7518, section 3.4). EdDSA: RFC 8032.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return (public_key.key_size + 7) // 8
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return 2 * ((public_key.curve.key_size + 7) // 8)
+    return 64 if isinstance(public_key, ed25519.Ed25519PublicKey) else 114
 
 
 class UnusableKey(ValueError):
@@ -317,7 +332,10 @@ def verifying_key(
 ) -> VerificationKey | None:
     """The first key whose signature check passes; any failure of the primitive is a plain no."""
     verify = _VERIFIERS[alg]
+    size = len(signature)
     for key in keys:
+        if size != key.signature_size:
+            continue
         try:
             verify(key.public_key, signing_input, signature)
         except (_CryptoInvalidSignature, ValueError, TypeError):
