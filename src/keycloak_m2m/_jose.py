@@ -12,6 +12,8 @@ import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from math import isfinite
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import jiter
@@ -94,6 +96,41 @@ def decode_json_object(segment: bytes, parse: JsonParser) -> dict[str, Any]:
     if type(value) is not dict:
         raise MalformedToken("token segment is not a JSON object")
     return value
+
+
+def read_only_object(members: dict[str, Any]) -> Mapping[str, Any]:
+    """A parsed JSON object, read-only at every depth: objects become read-only mappings, arrays
+    tuples. A verified payload is cached and handed to every request that presents its token, so
+    one request must not be able to change what the next one reads.
+
+    Built in place (the parser's output is fresh and held nowhere else), in the one walk that
+    also refuses numbers that parsed as infinity: the parser refuses the literal ``Infinity``,
+    not ``1e999999``. The parser bounds the nesting depth.
+    """
+    for name, value in members.items():
+        kind = type(value)
+        if kind is dict:
+            members[name] = read_only_object(value)
+        elif kind is list:
+            members[name] = _read_only_array(value)
+        elif kind is float and not isfinite(value):
+            raise MalformedToken("number out of range")
+    return MappingProxyType(members)
+
+
+def _read_only_array(items: list[Any]) -> tuple[Any, ...]:
+    try:
+        "".join(items)  # the usual array, of strings only (roles, audiences), in one C call
+    except TypeError:
+        for index, item in enumerate(items):
+            kind = type(item)
+            if kind is dict:
+                items[index] = read_only_object(item)
+            elif kind is list:
+                items[index] = _read_only_array(item)
+            elif kind is float and not isfinite(item):
+                raise MalformedToken("number out of range") from None
+    return tuple(items)
 
 
 # --- the token ---------------------------------------------------------------------------------

@@ -1026,6 +1026,13 @@ case("comment-payload", payload(b"{CLAIMS/* " + MARKER.encode() + b" */}"), Malf
 case("unquoted-key-payload", payload(b"{CLAIMS,x:1}"), MalformedToken)
 case("infinity-payload", payload(b'{CLAIMS,"x":Infinity}'), MalformedToken)
 case("minus-infinity-payload", payload(b'{CLAIMS,"x":-Infinity}'), MalformedToken)
+# Numbers that parse as infinity, wherever they sit in the payload.
+case("overflow-to-infinity", payload(b'{CLAIMS,"x":1e999999}'), MalformedToken)
+case("overflow-to-minus-infinity", payload(b'{CLAIMS,"x":-1e999999}'), MalformedToken)
+case("overflow-long-mantissa", payload(b'{CLAIMS,"x":1' + b"0" * 400 + b".5}"), MalformedToken)
+case("overflow-in-nested-object", payload(b'{CLAIMS,"x":{"y":{"z":1e400}}}'), MalformedToken)
+case("overflow-in-array", payload(b'{CLAIMS,"x":["a",1,[{"y":2e308}]]}'), MalformedToken)
+case("overflow-in-string-array", payload(b'{CLAIMS,"x":["a","b",1e400]}'), MalformedToken)
 case("leading-zero-number", payload(b'{CLAIMS,"x":01}'), MalformedToken)
 case("plus-sign-number", payload(b'{CLAIMS,"x":+1}'), MalformedToken)
 case("hex-number", payload(b'{CLAIMS,"x":0x10}'), MalformedToken)
