@@ -47,3 +47,27 @@ def add_shop_client(realm: LocalRealm) -> None:
         client_roles={AUDIENCE: ["send"]},
         audience=[AUDIENCE],
     )
+
+
+# The promise of every deadline (jwks_timeout, ClientCredentials' timeout): the exchange, its
+# thread and its socket end within it plus this.
+GRACE = 0.5
+# Ticks of a Ticker that prove an event loop ran: it ticks about every 10 ms while it runs and
+# not at all while blocked, so a few suffice on a machine of any speed.
+PROGRESS = 3
+
+
+class Ticker:
+    """Counts the 10 ms sleeps a concurrent task completes while ``during()`` holds (a fetch is
+    in flight, say). Run it with ``asyncio.create_task(ticker.run())``; cancel it the moment the
+    awaited work returns."""
+
+    def __init__(self, during: Callable[[], bool] = lambda: True) -> None:
+        self.ticks = 0
+        self._during = during
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            if self._during():
+                self.ticks += 1

@@ -11,7 +11,7 @@ import pytest
 from keycloak_m2m import KeysUnavailable, TokenValidator, UnknownKey
 from keycloak_m2m.testing import LocalRealm
 
-from .support import CLIENT, FakeClock, Validate
+from .support import CLIENT, PROGRESS, FakeClock, Ticker, Validate
 
 MakeValidator = Callable[..., TokenValidator]
 
@@ -354,15 +354,8 @@ async def test_a_slow_key_endpoint_does_not_block_the_event_loop(
 ) -> None:
     realm.slow_keys(0.5)
     validator = make_validator()
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
+    ticker = Ticker(during=lambda: realm.request_count("certs") == 1)  # the fetch in flight
+    ticking = asyncio.create_task(ticker.run())
     await validator.validate_async(realm.mint(CLIENT))
-    ticker.cancel()
-    assert ticks >= 20  # the loop kept running for the whole half second
+    ticking.cancel()
+    assert ticker.ticks >= PROGRESS

@@ -313,8 +313,10 @@ def test_token_payload_is_keycloak_service_account_shape(local_realm: LocalRealm
     local_realm.add_client(
         "orders", SECRET, realm_roles=["reporter"], client_roles={"billing": ["read", "write"]}
     )
+    before = int(time.time())
     with httpx.Client() as http:
         token = get_token(local_realm, http, "orders").json()["access_token"]
+    after = time.time()
     claims = payload_of(token)
 
     assert list(claims) == [
@@ -339,7 +341,7 @@ def test_token_payload_is_keycloak_service_account_shape(local_realm: LocalRealm
     ]
     assert isinstance(claims["iat"], int)
     assert claims["exp"] == claims["iat"] + 300
-    assert abs(claims["iat"] - time.time()) < 5
+    assert before <= claims["iat"] <= after
     assert claims["jti"].startswith("trtcc:")
     assert claims["iss"] == local_realm.issuer
     assert claims["aud"] == ["billing", "account"]
@@ -729,14 +731,15 @@ def test_delay_blocks_only_the_delayed_request(realm: LocalRealm, http: httpx.Cl
     with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
         slow = pool.submit(http.get, realm.jwks_url)
-        time.sleep(0.05)
+        while realm.request_count("certs") == 0:  # the slow request is being held
+            time.sleep(0.01)
         quick = http.get(realm.discovery_url)
-        quick_elapsed = time.monotonic() - started
+        answered_while_held = not slow.done()
         slow_status = slow.result().status_code
         slow_elapsed = time.monotonic() - started
 
     assert quick.status_code == 200
-    assert quick_elapsed < 0.4
+    assert answered_while_held
     assert slow_status == 500
     assert slow_elapsed >= 0.6
 
@@ -748,10 +751,10 @@ def test_slow_keys_serves_real_keys_late(realm: LocalRealm, http: httpx.Client) 
     assert time.monotonic() - started >= 0.3
     assert realm.active_kid in {key["kid"] for key in keys}
 
+    realm.slow_keys(30)
     realm.heal_keys()
-    started = time.monotonic()
-    jwks(realm, http)
-    assert time.monotonic() - started < 0.3
+    with httpx.Client(timeout=15) as quick:  # still delayed, this would time out
+        assert len(jwks(realm, quick)) == 2
 
 
 def test_slow_keys_times_out_a_client(realm: LocalRealm) -> None:
@@ -1034,7 +1037,7 @@ def test_stop_joins_threads_despite_open_and_delayed_connections() -> None:
         realm.stop()
         waiter.join()
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30 / 2  # the delay was cut short
     assert realm_threads() == []
     assert len(outcome) == 1
 
@@ -1061,13 +1064,13 @@ def test_add_client_rejects_a_bare_string(local_realm: LocalRealm) -> None:
         local_realm.add_client("svc", SECRET, scopes=["two words"])
 
 
-def test_creating_a_realm_is_fast() -> None:
-    LocalRealm().start().stop()  # warm up the shared enc key and imports
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        realm = LocalRealm().start()
-        timings.append(time.perf_counter() - started)
-        realm.stop()
-    # min, not max: RSA key generation time varies a lot from key to key.
-    assert min(timings) < 0.3
+def test_realms_share_one_enc_key() -> None:
+    """What keeps creating a realm quick: the enc key, only ever published, is made once per
+    process, so a realm costs one RSA key. (How quick is a benchmark's question, not a test's.)"""
+    with LocalRealm() as first, LocalRealm() as second, httpx.Client() as http:
+        enc_keys = [
+            [key["n"] for key in jwks(realm, http) if key.get("use") == "enc"]
+            for realm in (first, second)
+        ]
+    assert len(enc_keys[0]) == 1
+    assert enc_keys[0] == enc_keys[1]

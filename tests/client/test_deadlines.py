@@ -16,12 +16,10 @@ from keycloak_m2m import ClientCredentials, TokenRequestError
 from keycloak_m2m.testing import LocalRealm
 
 from ..faults.support import DrippingServer
-from ..support import CLIENT
+from ..support import CLIENT, GRACE
 from .conftest import SECRET, MakeCredentials
 
 TIMEOUT = 1.0
-# The promise of every deadline: the exchange, its thread and its socket end within it plus this.
-GRACE = 0.5
 TOKEN_PATH = "/realms/shop/protocol/openid-connect/token"
 
 

@@ -23,7 +23,7 @@ for ``max(30 % of the run, ttl + interval)``, spanning the key set's TTL expiry,
 must keep serving from the stale cache (``jwks_max_stale`` is far longer: no 503); then it heals.
 
 Asserted: zero 5xx, zero wrong verdicts (the status, and the caller's id in a 200 body or the
-challenge's ``error`` in a refusal), zero transport errors, a minimum request rate, the new key
+challenge's ``error`` in a refusal), zero transport errors, requests in every phase, the new key
 learnt, fetches during the outage and after the heal, the realm's certs requests bounded by the
 refetch rate limit, and the server's RSS flat: the maximum over the last third of the run (after
 warm-up) at most ``RSS_MARGIN`` above the maximum over the first third. The totals are printed
@@ -82,9 +82,10 @@ MIB = 1024 * 1024
 # about 7.5 KiB per distinct token: +13.5 MiB between those thirds at ~1,000 requests/s, so a
 # cache that grew per token would fail here from a few hundred requests/s up.
 RSS_MARGIN = 4 * MIB
-# Well below what this 2-core machine sustained (1,000-1,200/s; 700/s with two busy loops
-# competing for its cores), far above an idle or stalled run.
-MIN_RATE = 150.0
+# Progress, not speed: every phase of the scenario sees requests answered, and each phase the
+# schedule gives a second or more (before the rotation, the outage, after the heal) at least one
+# per connection. A server that stalled answers none; how fast it answers is for benchmarks/.
+SCHEDULED_PHASES = ("before the rotation", "key endpoint down (500)", "key endpoint healed")
 EXAMPLES = 5
 APP = Path(__file__).with_name("app.py")
 SERVER_START_TIMEOUT = 20.0
@@ -343,6 +344,8 @@ class Totals:
     started: float = 0.0  # monotonic time the load started
     elapsed: float = 0.0
     server: str = ""
+    phase: str = "before the rotation"
+    by_phase: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     server_errors: int = 0
@@ -370,7 +373,9 @@ class Totals:
         return time.monotonic() - self.started
 
     def event(self, text: str) -> None:
+        """A step of the scenario; the requests from here on count towards its phase."""
         self.events.append(f"{self.now():5.2f}s {text}")
+        self.phase = text
 
     def example(self, text: str) -> None:
         if len(self.examples) < EXAMPLES:
@@ -379,6 +384,7 @@ class Totals:
     def record(self, shot: Shot, response: httpx.Response) -> None:
         status = response.status_code
         self.statuses[status] += 1
+        self.by_phase[self.phase] += 1
         self.kinds[shot.kind] += 1
         if status >= 500:
             self.server_errors += 1
@@ -407,12 +413,14 @@ class Totals:
         end = f"{self.rss[-1][1] / MIB:.1f}" if self.rss else "?"
         verdicts = " ".join(f"{status}={count}" for status, count in sorted(self.statuses.items()))
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.kinds.items()))
+        phases = ", ".join(f"{phase} {count}" for phase, count in self.by_phase.items())
         lines = [
             f"soak: {self.elapsed:.1f} s, {self.requests} requests, {self.rate:.0f}/s, "
             f"{WORKERS} keep-alive connections; {self.server}",
             f"  verdicts: {verdicts}; 5xx {self.server_errors}; wrong verdicts {self.wrong}; "
             f"transport errors {self.transport_errors}",
             f"  by kind: {kinds}",
+            f"  by phase: {phases}",
             f"  new-key probes: {self.probes} (statuses, until the first 200)",
             f"  realm certs requests: {self.certs_total} (bound {self.certs_bound}); "
             f"{self.certs_in_outage} during the outage, {self.certs_after_heal} after the heal",
@@ -557,7 +565,9 @@ async def test_soak(soak_realm: LocalRealm, tmp_path: Path) -> None:
     assert totals.server_errors == 0, report
     assert totals.wrong == 0, report
     assert totals.transport_errors == 0, report
-    assert totals.rate >= MIN_RATE, report
+    assert len(totals.by_phase) == 5, report
+    assert min(totals.by_phase.values()) >= 1, report
+    assert all(totals.by_phase[phase] >= WORKERS for phase in SCHEDULED_PHASES), report
     assert totals.kinds["valid, fresh, new key"] > 0, report
     assert totals.kinds["valid, reused, new key"] > 0, report
     assert totals.kinds["valid, reused, old key after rotation"] > 0, report
