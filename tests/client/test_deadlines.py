@@ -19,7 +19,7 @@ from ..faults.support import DrippingServer
 from ..support import CLIENT, GRACE
 from .conftest import SECRET, MakeCredentials
 
-TIMEOUT = 1.0
+TIMEOUT = 0.5
 TOKEN_PATH = "/realms/shop/protocol/openid-connect/token"
 
 

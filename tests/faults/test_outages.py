@@ -289,7 +289,7 @@ async def test_the_event_loop_runs_while_a_body_drips(
 def test_headers_dripping_for_ever_end_with_their_thread_and_socket_at_the_deadline(
     realm: LocalRealm, clock: FakeClock, driver: Validate
 ) -> None:
-    timeout = 1.0
+    timeout = 0.5
     with DrippingServer() as server:
         validator = TokenValidator(
             realm.issuer,
