@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,9 +26,34 @@ from keycloak_m2m import (
 )
 from keycloak_m2m.testing import LocalRealm
 
-from .support import AUDIENCE, CLIENT, START, FakeClock, Validate
+from .support import AUDIENCE, CLIENT, START, FakeClock, Validate, add_shop_client
 
 Mint = Callable[[LocalRealm], str]
+
+
+# One realm for the module: no test here changes it, and a realm per test (an RSA key each) cost
+# most of the module's time. The clock is back at START for every test.
+@pytest.fixture(scope="module")
+def _module_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def _module_realm(_module_clock: FakeClock) -> Iterator[LocalRealm]:
+    with LocalRealm("shop", clock=_module_clock) as realm:
+        add_shop_client(realm)
+        yield realm
+
+
+@pytest.fixture
+def clock(_module_clock: FakeClock) -> FakeClock:
+    _module_clock.now = START
+    return _module_clock
+
+
+@pytest.fixture
+def realm(_module_realm: LocalRealm, clock: FakeClock) -> LocalRealm:
+    return _module_realm
 
 
 def claims_json(realm: LocalRealm, drop: str | None) -> str:

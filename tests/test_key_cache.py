@@ -11,7 +11,7 @@ import pytest
 from keycloak_m2m import KeysUnavailable, TokenValidator, UnknownKey
 from keycloak_m2m.testing import LocalRealm
 
-from .support import CLIENT, FakeClock, Validate
+from .support import CLIENT, PROGRESS, FakeClock, Ticker, Validate
 
 MakeValidator = Callable[..., TokenValidator]
 
@@ -25,6 +25,71 @@ def test_rotation_is_followed_with_one_fetch(
     realm.rotate_keys()
     assert validate(validator, realm.mint(CLIENT)).client_id == CLIENT
     assert realm.request_count("certs") == 2
+
+
+@pytest.mark.parametrize("seconds_after_the_fetch", [0, 1, 29])
+def test_a_key_published_just_after_the_start_up_fetch_is_followed_at_once(
+    realm: LocalRealm,
+    make_validator: MakeValidator,
+    validate: Validate,
+    clock: FakeClock,
+    seconds_after_the_fetch: float,
+) -> None:
+    validator = make_validator()
+    validate(validator, realm.mint(CLIENT))  # start-up: a routine fetch, not a refetch
+    realm.rotate_keys()
+    clock.advance(seconds_after_the_fetch)
+    assert validate(validator, realm.mint(CLIENT)).client_id == CLIENT
+    assert realm.request_count("certs") == 2
+
+
+def test_a_key_published_just_after_a_ttl_refresh_is_followed_at_once(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    validator = make_validator(token_cache_size=0)
+    token = realm.mint(CLIENT, expires_in=3600)
+    validate(validator, token)
+    clock.advance(301)
+    validate(validator, token)  # the TTL refresh: routine as well
+    assert realm.request_count("certs") == 2
+    realm.rotate_keys()
+    clock.advance(1)
+    assert validate(validator, realm.mint(CLIENT)).client_id == CLIENT
+    assert realm.request_count("certs") == 3
+
+
+def test_a_random_kid_storm_right_after_start_up_costs_one_request_per_interval(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    validator = make_validator()
+    validate(validator, realm.mint(CLIENT))
+    for second in range(30):
+        with pytest.raises(UnknownKey):
+            validate(validator, realm.mint(CLIENT, header={"kid": f"random-{second}"}))
+        clock.advance(1)
+    assert realm.request_count("certs") == 2  # start-up, and the storm's first kid
+    clock.advance(1)  # 31 s after the storm's fetch
+    with pytest.raises(UnknownKey):
+        validate(validator, realm.mint(CLIENT, header={"kid": "random"}))
+    assert realm.request_count("certs") == 3
+
+
+def test_a_kid_storm_spends_the_interval_a_rotation_then_waits_for(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    """The price of the limit: a key published just after a storm's fetch waits for the interval."""
+    validator = make_validator()
+    validate(validator, realm.mint(CLIENT))
+    with pytest.raises(UnknownKey):
+        validate(validator, realm.mint(CLIENT, header={"kid": "random"}))
+    realm.rotate_keys()
+    clock.advance(29)
+    with pytest.raises(UnknownKey):
+        validate(validator, realm.mint(CLIENT))
+    assert realm.request_count("certs") == 2
+    clock.advance(1)
+    assert validate(validator, realm.mint(CLIENT)).client_id == CLIENT
+    assert realm.request_count("certs") == 3
 
 
 def test_unknown_kid_is_refetched_at_most_once_per_interval(
@@ -289,15 +354,8 @@ async def test_a_slow_key_endpoint_does_not_block_the_event_loop(
 ) -> None:
     realm.slow_keys(0.5)
     validator = make_validator()
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
+    ticker = Ticker(during=lambda: realm.request_count("certs") == 1)  # the fetch in flight
+    ticking = asyncio.create_task(ticker.run())
     await validator.validate_async(realm.mint(CLIENT))
-    ticker.cancel()
-    assert ticks >= 20  # the loop kept running for the whole half second
+    ticking.cancel()
+    assert ticker.ticks >= PROGRESS

@@ -314,8 +314,10 @@ def test_token_payload_is_keycloak_service_account_shape(local_realm: LocalRealm
     local_realm.add_client(
         "orders", SECRET, realm_roles=["reporter"], client_roles={"billing": ["read", "write"]}
     )
+    before = int(time.time())
     with httpx.Client() as http:
         token = get_token(local_realm, http, "orders").json()["access_token"]
+    after = time.time()
     claims = payload_of(token)
 
     assert list(claims) == [
@@ -339,7 +341,7 @@ def test_token_payload_is_keycloak_service_account_shape(local_realm: LocalRealm
     ]
     assert isinstance(claims["iat"], int)
     assert claims["exp"] == claims["iat"] + 300
-    assert abs(claims["iat"] - time.time()) < 5
+    assert before <= claims["iat"] <= after
     assert claims["jti"].startswith("trtcc:")
     assert claims["iss"] == local_realm.issuer
     assert claims["aud"] == ["billing", "account"]
@@ -1043,7 +1045,7 @@ def test_stop_joins_threads_despite_open_and_delayed_connections() -> None:
         realm.stop()
         waiter.join()
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30 / 2  # the delay was cut short
     assert realm_threads() == []
     assert len(outcome) == 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator, UnknownKey
 from keycloak_m2m.testing import LocalRealm
 
-from .support import CLIENT, FakeClock, Validate
+from .support import AUDIENCE, CLIENT, FakeClock, Validate
 
 MakeValidator = Callable[..., TokenValidator]
 
@@ -125,3 +127,34 @@ def test_an_early_refresh_that_drops_the_key_drops_its_cached_tokens(
     assert validator.cached(old_token) is None
     with pytest.raises(UnknownKey):
         validate(validator, old_token)
+
+
+def test_claims_are_read_only_at_every_depth_so_no_request_changes_the_next_hit(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT, claims={"custom": {"list": [1, 2.5, {"deep": ["x"]}, [True]]}})
+    principal = validate(validator, token)
+    claims = principal.claims
+    with pytest.raises(AttributeError):
+        claims["realm_access"]["roles"].append("admin")
+    with pytest.raises(TypeError):
+        claims["realm_access"]["roles"] = ["admin"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        claims["resource_access"][AUDIENCE]["roles"] += ("admin",)
+    with pytest.raises(AttributeError):
+        claims["custom"]["list"][2]["deep"].append("y")
+    with pytest.raises(TypeError):
+        claims["custom"]["list"][2]["other"] = 1
+    with pytest.raises(AttributeError):
+        claims["aud"].clear()
+    hit = validate(validator, token)
+    assert "admin" not in hit.claims["realm_access"]["roles"]
+    assert hit.claims["custom"]["list"][2]["deep"] == ("x",)
+    # Still the payload, value for value: arrays read as tuples, objects as read-only mappings.
+    assert json.loads(json.dumps(hit.claims, default=dict)) == _payload(token)
+
+
+def _payload(token: str) -> object:
+    segment = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))

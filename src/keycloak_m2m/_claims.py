@@ -18,6 +18,7 @@ from ._errors import (
     NotServiceAccount,
     TokenNotYetValid,
 )
+from ._jose import read_only_object
 from ._principal import Principal, verified_principal
 
 Profile = Literal["keycloak", "rfc9068"]
@@ -70,15 +71,18 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     subject = claims.get("sub")
     if subject is not None and type(subject) is not str:
         raise InvalidClaim("invalid sub")
+    realm_roles = _role_list(claims.get("realm_access"), "realm_access")
+    client_roles = _client_roles(claims.get("resource_access"))
+    scopes = _scopes(claims.get("scope"))
     return verified_principal(
         issuer=policy.issuer,
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,
-        realm_roles=_role_list(claims.get("realm_access"), "realm_access"),
-        client_roles=_client_roles(claims.get("resource_access")),
-        scopes=_scopes(claims.get("scope")),
-        claims=MappingProxyType(claims),
+        realm_roles=realm_roles,
+        client_roles=client_roles,
+        scopes=scopes,
+        claims=read_only_object(claims),  # last: it turns the payload's lists into tuples
         expires_at=expires_at,
     )
 
@@ -90,7 +94,8 @@ def dpop_thumbprint(claims: Mapping[str, Any]) -> str | None:
     cnf = claims.get("cnf")
     if cnf is None:
         return None
-    if type(cnf) is not dict:
+    # A dict, or the read-only view of one once the claims were frozen for the Principal.
+    if type(cnf) is not dict and type(cnf) is not MappingProxyType:
         raise InvalidClaim("invalid cnf")
     jkt = cnf.get("jkt")
     if jkt is not None and (type(jkt) is not str or not jkt):

@@ -31,14 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar, get_args
 from urllib.parse import quote, quote_plus, urlsplit
 
+import anyio
 import httpx
 
 from . import _telemetry
 from ._assertion import ASSERTION_TYPE, SigningKey, client_assertion, signing_key
 from ._client_dpop import DPoPKey, DPoPSession, PrivateKey
 from ._environment import client_settings
-from ._http import Connection
-from ._locks import LoopLocks
+from ._http import Connection, run_blocking
+from ._locks import LoopLocks, shared
+from ._steady import SteadyClock
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
@@ -239,9 +241,7 @@ class _TokenCache:
         self.fetches += 1
 
 
-def _oauth_error(
-    response: httpx.Response, sensitive: tuple[str, ...]
-) -> tuple[str | None, str | None]:
+def _oauth_error(response: httpx.Response, redact: _Redactor) -> tuple[str | None, str | None]:
     """Keycloak's ``error`` and ``error_description``, when the body is an OAuth error."""
     try:
         body = response.json()
@@ -251,16 +251,38 @@ def _oauth_error(
         return None, None
     error, description = body.get("error"), body.get("error_description")
     return (
-        _redacted(error, sensitive) if isinstance(error, str) else None,
-        _redacted(description, sensitive) if isinstance(description, str) else None,
+        redact(error)[:_MAX_DESCRIPTION] if isinstance(error, str) else None,
+        redact(description)[:_MAX_DESCRIPTION] if isinstance(description, str) else None,
     )
 
 
-def _redacted(text: str, sensitive: tuple[str, ...]) -> str:
-    # A server that echoes the request must not put the secret into our exception messages.
-    for value in sensitive:
-        text = text.replace(value, "[redacted]")
-    return text[:_MAX_DESCRIPTION]
+def _sent_forms(secret: str) -> tuple[str, str, str]:
+    """A value as it travels in a form: raw, and form-encoded with a space as + or as %20."""
+    return secret, quote_plus(secret), quote(secret, safe="")
+
+
+def _basic_credentials(client_id: str, secret: str) -> str:
+    # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+    return base64.b64encode(pair.encode()).decode("ascii")
+
+
+class _Redactor:
+    """Replaces each given text (a secret in every form this package sends it) by [redacted].
+
+    A token endpoint or a proxy that echoes the request (in ``error_description``, say) must not
+    put the secret into our messages, attributes or logs, whether raw, percent-encoded or inside
+    the Basic credentials. Redacting comes before any truncation, which could leave a prefix.
+    """
+
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        # Longest first, so a text containing another is replaced whole; case-insensitive for the
+        # hex digits of percent-encoding (redacting too much is harmless).
+        alternatives = sorted({re.escape(text) for text in texts if text}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+
+    def __call__(self, text: str) -> str:
+        return text if self._pattern is None else self._pattern.sub("[redacted]", text)
 
 
 def _unusable_reason(body: object, expected_type: str) -> str | None:
@@ -377,9 +399,10 @@ class ClientCredentials(httpx.Auth):
             retry=_Retry(max_retries, float(backoff), float(max_backoff)),
         )
         self._connection = Connection.create(verify, proxy)
-        self._clock = clock
+        # Renewal is a matter of elapsed time, which a clock stepping back must not stretch.
+        self._clock = SteadyClock(clock)
         self._dpop = _dpop_session(dpop_key)
-        self._cache = _TokenCache(clock)
+        self._cache = _TokenCache(self._clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
         # Load CA certificates now, not inside the event loop on first use.
@@ -576,6 +599,11 @@ class ClientCredentials(httpx.Auth):
         token = self._cache.usable(rejected)
         if token is not None:
             return token
+        # Shared: a caller cancelled while the request is in flight neither aborts it for the
+        # callers queued behind it nor leaves it to be made again.
+        return await shared(self._renewed_async(rejected, seen_fetches))
+
+    async def _renewed_async(self, rejected: str | None, seen_fetches: int) -> str:
         async with self._async_locks.current():
             token = self._cache.after_waiting(rejected, seen_fetches)
             if token is None:
@@ -592,29 +620,7 @@ class ClientCredentials(httpx.Auth):
         }
 
     def _run(self, flow: _Flow[_T], grant: str) -> _T:
-        with (
-            httpx.Client(**self._http_options()) as client,
-            _telemetry.token_request(self.token_url, self.client_id, grant) as probe,
-        ):
-            outcome: _Outcome = None
-            try:
-                while True:
-                    step = flow.send(outcome)
-                    if isinstance(step, _Pause):
-                        time.sleep(step.seconds)
-                        outcome = None
-                    elif isinstance(step, _ReloadSecret):
-                        outcome = self._reload_secret()
-                    else:
-                        probe.sending(step.headers)
-                        try:
-                            outcome = client.send(step)
-                        except httpx.RequestError as error:
-                            outcome = error
-                        probe.answered(outcome)
-            except StopIteration as finished:
-                result: _T = finished.value
-                return result
+        return run_blocking(lambda: self._run_async(flow, grant))
 
     async def _run_async(self, flow: _Flow[_T], grant: str) -> _T:
         async with httpx.AsyncClient(**self._http_options()) as client:
@@ -630,14 +636,25 @@ class ClientCredentials(httpx.Auth):
                             outcome = await asyncio.to_thread(self._reload_secret)
                         else:
                             probe.sending(step.headers)
-                            try:
-                                outcome = await client.send(step)
-                            except httpx.RequestError as error:
-                                outcome = error
+                            outcome = await self._send(client, step)
                             probe.answered(outcome)
                 except StopIteration as finished:
                     result: _T = finished.value
                     return result
+
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request) -> _Outcome:
+        """One token request within ``timeout``, from connecting to the last byte of the answer.
+
+        httpx's timeouts bound each socket operation: a server dripping a header line at a time
+        would hold the request (and the credentials' lock) indefinitely.
+        """
+        try:
+            with anyio.fail_after(self._settings.timeout):
+                return await client.send(request)
+        except httpx.RequestError as error:
+            return error
+        except TimeoutError:
+            return httpx.TimeoutException("no answer within the timeout", request=request)
 
     # --- the flows ----------------------------------------------------------------------------
 
@@ -676,6 +693,7 @@ class ClientCredentials(httpx.Auth):
         retry = self._settings.retry
         attempt = 0
         reload_secret = self._secret_file is not None
+        redact = self._redactor(form)
         while True:
             attempt += 1
             requested_at = self._clock()
@@ -686,13 +704,14 @@ class ClientCredentials(httpx.Auth):
                     reload_secret = False  # once per request: a wrong file must not loop
                     if (yield _ReloadSecret()) is True:
                         attempt -= 1  # the same attempt, with the rotated secret
+                        redact = self._redactor(form)
                         continue
-                return self._issued(outcome, requested_at, form)
+                return self._issued(outcome, requested_at, form, redact)
             if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
                 raise self._failure(f"the answer could not be read ({type(outcome).__name__})")
-            reason = _transient_reason(outcome)
+            reason = redact(_transient_reason(outcome))
             if attempt > retry.max_retries:
-                raise self._unavailable(outcome, reason, attempt, form)
+                raise self._unavailable(outcome, reason, attempt, redact)
             delay = retry.delay(attempt)
             _log.warning(
                 "token request for client %r to %s failed (%s); retrying in %.2f s",
@@ -716,9 +735,8 @@ class ClientCredentials(httpx.Auth):
             # RFC 8705 section 2: the TLS certificate authenticates; client_id names the client.
             form = {**form, "client_id": settings.client_id}
         elif settings.auth_method == "client_secret_basic":
-            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
-            pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+            credentials = _basic_credentials(settings.client_id, settings.client_secret)
+            headers["Authorization"] = f"Basic {credentials}"
         else:
             form = {
                 **form,
@@ -728,11 +746,14 @@ class ClientCredentials(httpx.Auth):
         return httpx.Request("POST", settings.token_url, data=form, headers=headers)
 
     def _issued(
-        self, response: httpx.Response, requested_at: float, form: dict[str, str]
+        self,
+        response: httpx.Response,
+        requested_at: float,
+        form: dict[str, str],
+        redact: _Redactor,
     ) -> _Issued:
-        sensitive = self._sensitive(form)
         if response.status_code != 200:
-            error, description = _oauth_error(response, sensitive)
+            error, description = _oauth_error(response, redact)
             detail = " ".join(filter(None, (error, description and f"({description})")))
             raise self._failure(
                 f"{_grant_name(form)} refused: HTTP {response.status_code}"
@@ -756,10 +777,13 @@ class ClientCredentials(httpx.Auth):
         _log.debug("token for client %r obtained, valid for %s s", self.client_id, lifetime)
         return _Issued(body["access_token"], requested_at + lifetime - margin)
 
-    def _sensitive(self, form: dict[str, str]) -> tuple[str, ...]:
-        # An empty value (private_key_jwt has no secret) must not be "redacted" everywhere.
-        return tuple(
-            value for value in (self._settings.client_secret, form.get("subject_token")) if value
+    def _redactor(self, form: dict[str, str]) -> _Redactor:
+        """For the secret in every form it is sent in, and an exchange's subject token."""
+        settings = self._settings
+        secret = settings.client_secret or ""  # none with private_key_jwt or a certificate
+        basic = (_basic_credentials(settings.client_id, secret),) if secret else ()
+        return _Redactor(
+            (*_sent_forms(secret), *basic, *_sent_forms(form.get("subject_token", "")))
         )
 
     def _failure(
@@ -782,12 +806,12 @@ class ClientCredentials(httpx.Auth):
         outcome: httpx.Response | httpx.TransportError,
         reason: str,
         attempts: int,
-        form: dict[str, str],
+        redact: _Redactor,
     ) -> TokenRequestError:
         detail = f"unavailable after {attempts} attempt{'s' if attempts > 1 else ''}: {reason}"
         if isinstance(outcome, httpx.TransportError):
             return self._failure(detail)
-        error, description = _oauth_error(outcome, self._sensitive(form))
+        error, description = _oauth_error(outcome, redact)
         return self._failure(
             detail,
             status_code=outcome.status_code,
@@ -801,7 +825,7 @@ def _client_refused(response: httpx.Response) -> bool:
     (RFC 6749), or ``unauthorized_client``, which Keycloak answers for a wrong secret."""
     if response.status_code != 401:
         return False
-    error, _ = _oauth_error(response, ())
+    error, _ = _oauth_error(response, _Redactor(()))
     return error in ("invalid_client", "unauthorized_client")
 
 

@@ -3,24 +3,31 @@
 A fetch either returns the body or a FetchFailure saying why; it never raises, so the callers'
 policy decides what a failure means. Redirects are refused, the body is capped while it streams,
 and the whole exchange has a deadline.
+
+There is one implementation, async, because only there can a deadline stop an exchange whatever
+the peer does: httpx's timeouts bound each socket operation, so a server that drips one header
+line at a time holds a sync client indefinitely, and a blocked sync read cannot be interrupted
+from outside. The sync entry points run it on a private event loop (``run_blocking``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import ssl
-import threading
-import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 _USER_AGENT = "keycloak-m2m"
+_T = TypeVar("_T")
 Form = dict[str, str]
 Headers = dict[str, str]
 
@@ -129,13 +136,13 @@ def _client_options(url: str, policy: FetchPolicy) -> dict[str, Any]:
 
 
 class _Body:
-    """Collects a raw response body: status, size cap (after any decompression) and deadline.
+    """Collects a raw response body: status and size cap (after any decompression).
 
     The body is read raw and inflated here with a bound on the output, because httpx would
     inflate a compressed chunk whole: a few kilobytes of gzip can expand to megabytes.
     """
 
-    def __init__(self, response: httpx.Response, policy: FetchPolicy, deadline: float) -> None:
+    def __init__(self, response: httpx.Response, policy: FetchPolicy) -> None:
         status = response.status_code
         if status != 200:
             raise _Refused(f"HTTP status {status}", status)
@@ -147,7 +154,6 @@ class _Body:
             raise _Refused("unsupported Content-Encoding", status)
         self._inflate = _DECODERS[encoding]()
         self._policy = policy
-        self._deadline = deadline
         self._chunks: list[bytes] = []
         self._size = 0
 
@@ -157,8 +163,6 @@ class _Body:
         self._size += len(chunk)
         if self._size > self._policy.max_bytes:
             raise _Refused("response too large")
-        if time.monotonic() > self._deadline:
-            raise _Refused("timed out")
         self._chunks.append(chunk)
 
     def result(self) -> bytes:
@@ -191,56 +195,48 @@ def _method(form: Form | None) -> str:
     return "GET" if form is None else "POST"
 
 
+def run_blocking(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run async work on a private event loop and block until it is done; its result or error.
+
+    In a worker thread, because the calling thread may be running an event loop of its own. The
+    work's own deadlines bound the wait, and the thread ends with the work: when this returns,
+    nothing of the exchange (thread, socket) is left running. The work sees the caller's context
+    variables (the current trace span among them).
+    """
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="keycloak-m2m") as worker:
+        return worker.submit(context.run, _run_on_private_loop, work).result()
+
+
+def _run_on_private_loop(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    # Not asyncio.run: it waits for the loop's executor, where a DNS lookup that the deadline
+    # abandoned may still be running.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(work())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
 def fetch(
     url: str, policy: FetchPolicy, form: Form | None = None, headers: Headers | None = None
 ) -> bytes | FetchFailure:
-    """GET a small document (POST ``form`` when given), blocking for at most ``policy.timeout``.
-
-    httpx's timeouts bound each socket operation, not the exchange: a server dripping header
-    lines could hold the caller (and the validator's lock) indefinitely. The fetch runs in a
-    worker thread that the caller stops waiting for at the deadline; the worker ends on its own
-    at the next per-read timeout or deadline check.
-    """
-    outcome: list[bytes | FetchFailure] = []
-    worker = threading.Thread(
-        target=lambda: outcome.append(_fetch_blocking(url, policy, form, headers)),
-        name="keycloak-m2m-fetch",
-        daemon=True,
-    )
-    worker.start()
-    worker.join(policy.timeout)
-    return outcome[0] if outcome else FetchFailure("timed out")
-
-
-def _fetch_blocking(
-    url: str, policy: FetchPolicy, form: Form | None, headers: Headers | None
-) -> bytes | FetchFailure:
-    deadline = time.monotonic() + policy.timeout
-    try:
-        with (
-            httpx.Client(**_client_options(url, policy)) as client,
-            client.stream(_method(form), url, data=form, headers=headers) as response,
-        ):
-            body = _Body(response, policy, deadline)
-            for chunk in response.iter_raw():
-                body.add(chunk)
-            return body.result()
-    except (httpx.HTTPError, _Refused, zlib.error) as error:
-        return _failure(error)
+    """GET a small document (POST ``form`` when given), blocking for at most ``policy.timeout``."""
+    return run_blocking(lambda: fetch_async(url, policy, form, headers))
 
 
 async def fetch_async(
     url: str, policy: FetchPolicy, form: Form | None = None, headers: Headers | None = None
 ) -> bytes | FetchFailure:
     """``fetch`` without blocking the event loop, within ``policy.timeout``."""
-    deadline = time.monotonic() + policy.timeout
     try:
         with anyio.fail_after(policy.timeout):
             async with (
                 httpx.AsyncClient(**_client_options(url, policy)) as client,
                 client.stream(_method(form), url, data=form, headers=headers) as response,
             ):
-                body = _Body(response, policy, deadline)
+                body = _Body(response, policy)
                 async for chunk in response.aiter_raw():
                     body.add(chunk)
                 return body.result()

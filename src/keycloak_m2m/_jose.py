@@ -12,6 +12,8 @@ import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from math import isfinite
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import jiter
@@ -96,6 +98,41 @@ def decode_json_object(segment: bytes, parse: JsonParser) -> dict[str, Any]:
     return value
 
 
+def read_only_object(members: dict[str, Any]) -> Mapping[str, Any]:
+    """A parsed JSON object, read-only at every depth: objects become read-only mappings, arrays
+    tuples. A verified payload is cached and handed to every request that presents its token, so
+    one request must not be able to change what the next one reads.
+
+    Built in place (the parser's output is fresh and held nowhere else), in the one walk that
+    also refuses numbers that parsed as infinity: the parser refuses the literal ``Infinity``,
+    not ``1e999999``. The parser bounds the nesting depth.
+    """
+    for name, value in members.items():
+        kind = type(value)
+        if kind is dict:
+            members[name] = read_only_object(value)
+        elif kind is list:
+            members[name] = _read_only_array(value)
+        elif kind is float and not isfinite(value):
+            raise MalformedToken("number out of range")
+    return MappingProxyType(members)
+
+
+def _read_only_array(items: list[Any]) -> tuple[Any, ...]:
+    try:
+        "".join(items)  # the usual array, of strings only (roles, audiences), in one C call
+    except TypeError:
+        for index, item in enumerate(items):
+            kind = type(item)
+            if kind is dict:
+                items[index] = read_only_object(item)
+            elif kind is list:
+                items[index] = _read_only_array(item)
+            elif kind is float and not isfinite(item):
+                raise MalformedToken("number out of range") from None
+    return tuple(items)
+
+
 # --- the token ---------------------------------------------------------------------------------
 
 
@@ -162,15 +199,30 @@ class VerificationKey:
     verified with it (the verified-token cache) can tell without a scan.
     """
 
-    __slots__ = ("algorithms", "fingerprint", "kid", "public_key", "retired")
+    __slots__ = ("algorithms", "fingerprint", "kid", "public_key", "retired", "signature_size")
 
     def __init__(self, kid: str | None, algorithms: frozenset[str], public_key: PublicKey) -> None:
         self.kid = kid
         self.algorithms = algorithms
         self.public_key = public_key
+        self.signature_size = _signature_size(public_key)
         der = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         self.fingerprint = (kid, algorithms, hashlib.sha256(der).digest())
         self.retired = False
+
+
+def _signature_size(public_key: PublicKey) -> int:
+    """The one length in octets of every signature the key makes.
+
+    RSA: the modulus length (RFC 8017, sections 8.1.2 and 8.2.2); OpenSSL verifies a PSS
+    signature with its leading zero octet stripped, which would give every such token a
+    byte-different twin. ECDSA: JOSE's r || s (RFC 7518, section 3.4). EdDSA: RFC 8032.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return (public_key.key_size + 7) // 8
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return 2 * ((public_key.curve.key_size + 7) // 8)
+    return 64 if isinstance(public_key, ed25519.Ed25519PublicKey) else 114
 
 
 class UnusableKey(ValueError):
@@ -317,7 +369,10 @@ def verifying_key(
 ) -> VerificationKey | None:
     """The first key whose signature check passes; any failure of the primitive is a plain no."""
     verify = _VERIFIERS[alg]
+    size = len(signature)
     for key in keys:
+        if size != key.signature_size:
+            continue
         try:
             verify(key.public_key, signing_input, signature)
         except (_CryptoInvalidSignature, ValueError, TypeError):

@@ -1,7 +1,13 @@
 """The key-cache policy: which keys to trust now, and when a fetch is due. No I/O, no locks.
 
-A driver asks ``select``; ``None`` means "fetch the key set first". The driver fetches under its own
-lock, hands the outcome to ``record_document`` or ``record_failure``, then asks ``select_settled``.
+A driver asks ``select``; a ``FetchDue`` means "fetch the key set first". The driver fetches under
+its own lock, hands the outcome to ``record_document`` or ``record_failure``, then asks
+``select_settled``.
+
+The refetch limit exists to stop storms of unknown ``kid``s, so only the fetches that an unknown
+``kid`` set off, and failed fetches, count towards it. A routine fetch that succeeds (the first one,
+a refresh after the TTL) does not: the first token signed with a key published just after it is
+answered with one fetch, not refused until the interval has passed.
 State lives in one immutable snapshot that is swapped whole, so readers never see half an update
 and need no lock.
 """
@@ -38,8 +44,20 @@ class _Snapshot:
         default_factory=dict
     )
     fetched_at: float = _NEVER
-    attempted_at: float = _NEVER
+    # The last fetch that counts towards the refetch limit: set off by an unknown kid, or failed.
+    limited_at: float = _NEVER
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDue:
+    """The key set must be fetched before this token can be checked."""
+
+    # The fetch count seen, so a driver that waited for its lock skips a fetch made meanwhile.
+    attempts: int
+    # Set off by a kid (and alg) that the key set, once fetched, lacks: the fetch counts towards
+    # the refetch limit.
+    for_unknown_kid: bool
 
 
 class KeySet:
@@ -62,14 +80,18 @@ class KeySet:
     def keys(self) -> tuple[VerificationKey, ...]:
         return self._state.keys
 
-    def select(self, kid: str | None, alg: str, now: float) -> tuple[VerificationKey, ...] | None:
-        """The keys to try for a token, or None when the key set should be fetched first."""
+    def select(
+        self, kid: str | None, alg: str, now: float
+    ) -> tuple[VerificationKey, ...] | FetchDue:
+        """The keys to try for a token, or FetchDue when the key set should be fetched first."""
         state = self._state
         keys = state.index.get((kid, alg))
         if keys is not None and now < state.fetched_at + self.policy.ttl:
             return keys  # the common case: a known key in a fresh key set
-        if now >= state.attempted_at + self.policy.refetch_interval:
-            return None  # stale, cold, or an unknown kid: and a fetch is allowed now
+        if now >= state.limited_at + self.policy.refetch_interval:
+            # Stale, cold, or an unknown kid: and a fetch is allowed now. At a cold start every
+            # kid is unknown, and that first fetch is routine.
+            return FetchDue(state.attempts, for_unknown_kid=keys is None and bool(state.keys))
         return self.select_settled(kid, alg, now)
 
     def select_settled(self, kid: str | None, alg: str, now: float) -> tuple[VerificationKey, ...]:
@@ -78,7 +100,7 @@ class KeySet:
         policy = self.policy
         if now >= state.fetched_at + policy.ttl + policy.max_stale:
             raise KeysUnavailable(
-                retry_after=max(1.0, state.attempted_at + policy.refetch_interval - now)
+                retry_after=max(1.0, state.limited_at + policy.refetch_interval - now)
             )
         keys = state.index.get((kid, alg))
         if keys is None:
@@ -88,11 +110,12 @@ class KeySet:
         return keys
 
     def record_failure(self, now: float, reason: str) -> None:
+        """A failed fetch: it counts towards the refetch limit, whatever set it off."""
         logger.warning("key set fetch failed (%s); keeping %d cached keys", reason, len(self.keys))
         state = self._state
         self._state = _Snapshot(state.keys, state.index, state.fetched_at, now, state.attempts + 1)
 
-    def record_document(self, document: bytes, now: float) -> bool:
+    def record_document(self, document: bytes, now: float, due: FetchDue) -> bool:
         """Adopt a fetched key set (True); one that yields no usable signing key counts as a
         failure (False)."""
         try:
@@ -108,8 +131,10 @@ class KeySet:
         if not keys:
             self.record_failure(now, "no usable signing key")
             return False
-        previous = self._state.keys
-        self._state = _Snapshot(keys, _index(keys), now, now, self._state.attempts + 1)
+        state = self._state
+        limited_at = now if due.for_unknown_kid else state.limited_at
+        self._state = _Snapshot(keys, _index(keys), now, limited_at, state.attempts + 1)
+        previous = state.keys
         for key in previous:
             if key not in keys:
                 key.retired = True

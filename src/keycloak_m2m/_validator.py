@@ -53,10 +53,11 @@ from ._jose import (
     split_token,
     verifying_key,
 )
-from ._keyset import KeyCachePolicy, KeySet
-from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks
+from ._keyset import FetchDue, KeyCachePolicy, KeySet
+from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
+from ._steady import SteadyClock
 
 __all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
 
@@ -188,7 +189,8 @@ class TokenValidator:
             service_accounts_only=bool(service_accounts_only),
             azp_as_audience=bool(azp_as_audience),
         )
-        self._clock = clock
+        self._clock = clock  # claim times: instants of the wall clock
+        self._steady = SteadyClock(clock)  # TTLs, intervals, staleness, the token cache
         self._max_token_size = max_token_size
         self._parse_json = json_parser(accept_duplicate_members=accept_duplicate_members)
         self._keys = KeySet(
@@ -316,11 +318,7 @@ class TokenValidator:
                     if isinstance(step, Introspect):
                         self._introspect(step)
                     else:
-                        with self._lock:
-                            if self._keys.attempts == step:
-                                with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                                    outcome = fetch(self._jwks_url, self._fetch_policy)
-                                    self._record(outcome, fetching)
+                        self._fetch_keys(step)
                     step = flow.send(None)
             except StopIteration as finished:
                 entry = finished.value
@@ -351,11 +349,9 @@ class TokenValidator:
                     if isinstance(step, Introspect):
                         await self._introspect_async(step)
                     else:
-                        async with self._async_locks.current():
-                            if self._keys.attempts == step:
-                                with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                                    outcome = await fetch_async(self._jwks_url, self._fetch_policy)
-                                    self._record(outcome, fetching)
+                        # Shared: a caller cancelled while the fetch is in flight neither aborts
+                        # it nor leaves it to be made again.
+                        await shared(self._fetch_keys_async(step))
                     step = flow.send(None)
             except StopIteration as finished:
                 entry = finished.value
@@ -399,12 +395,32 @@ class TokenValidator:
         e.g. for a ``DPoP-Nonce`` header on successful answers."""
         return self._proofs.nonce(self._clock()) if self._proofs.policy.nonce_secret else None
 
-    def _record(self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe) -> None:
+    def _fetch_keys(self, due: FetchDue) -> None:
+        with self._lock:
+            if self._keys.attempts == due.attempts:
+                with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                    self._record(fetch(self._jwks_url, self._fetch_policy), fetching, due)
+
+    async def _fetch_keys_async(self, due: FetchDue) -> None:
+        async with self._async_locks.current():
+            if self._keys.attempts == due.attempts:
+                with self._telemetry.key_fetch(self._jwks_url) as fetching:
+                    # Cancelled itself (its event loop closing), the fetch still counts as an
+                    # attempt.
+                    outcome: bytes | FetchFailure = FetchFailure("cancelled")
+                    try:
+                        outcome = await fetch_async(self._jwks_url, self._fetch_policy)
+                    finally:
+                        self._record(outcome, fetching, due)
+
+    def _record(
+        self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe, due: FetchDue
+    ) -> None:
         adopted = False
         if isinstance(outcome, FetchFailure):
-            self._keys.record_failure(self._clock(), outcome.reason)
+            self._keys.record_failure(self._steady(), outcome.reason)
         else:
-            adopted = self._keys.record_document(outcome, self._clock())
+            adopted = self._keys.record_document(outcome, self._steady(), due)
         fetching.done(outcome, adopted, len(self._keys.keys))
 
     @property
@@ -415,7 +431,7 @@ class TokenValidator:
     def key_set_age(self) -> float | None:
         """Seconds since the key set in use was fetched; None before the first fetch."""
         fetched_at = self._keys.fresh_until - self._keys.policy.ttl
-        return None if fetched_at == float("-inf") else self._clock() - fetched_at
+        return None if fetched_at == float("-inf") else self._steady() - fetched_at
 
     def _introspect(self, step: Introspect) -> None:
         client = self._introspection
@@ -460,7 +476,7 @@ class TokenValidator:
 
     def _flow(
         self, token: str, certificate: ClientCertificate | None, introspect: bool
-    ) -> Generator[int | Introspect, None, _Verified]:
+    ) -> Generator[FetchDue | Introspect, None, _Verified]:
         introspecting = self._introspecting(introspect)
         if self._introspection is not None and is_opaque(token, self._max_token_size):
             return (yield from self._opaque_flow(token, certificate))
@@ -470,12 +486,10 @@ class TokenValidator:
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
         claims = decode_json_object(payload_segment, self._parse_json)
         signature = b64url_decode(signature_segment)
-        now = self._clock()
-        keys = self._keys.select(header.kid, header.alg, now)
-        if keys is None:
-            yield self._keys.attempts
-            now = self._clock()
-            keys = self._keys.select_settled(header.kid, header.alg, now)
+        keys = self._keys.select(header.kid, header.alg, self._steady())
+        if isinstance(keys, FetchDue):
+            yield keys
+            keys = self._keys.select_settled(header.kid, header.alg, self._steady())
         signing_input = header_segment + b"." + payload_segment
         key = verifying_key(keys, header.alg, signing_input, signature)
         if key is None:
@@ -579,7 +593,7 @@ class TokenValidator:
         entry = self._verified.get(cache_key)
         if entry is None or entry.token != token:
             return None
-        if self._clock() < entry.valid_until and (entry.key is None or not entry.key.retired):
+        if self._steady() < entry.valid_until and (entry.key is None or not entry.key.retired):
             if entry.certificate is not None and not matches(entry.certificate, client_certificate):
                 return None  # the full path says why
             if introspect and not entry.introspected:
@@ -601,11 +615,15 @@ class TokenValidator:
         introspected_until: float | None,
         claims: dict[str, Any],
     ) -> _Verified:
-        # Until the key set is due for a refresh: then the full path refreshes it. An
-        # introspected token, until the introspection's outcome goes stale.
-        valid_until = min(principal.expires_at + self._policy.leeway, self._keys.fresh_until)
+        # For what is left of the token's life, in elapsed time, and until the key set is due for
+        # a refresh: then the full path checks both again. An introspected token, until the
+        # introspection's outcome goes stale (an instant of the wall clock, made elapsed here).
+        steady, wall = self._steady(), self._clock()
+        valid_until = min(
+            steady + principal.expires_at - wall + self._policy.leeway, self._keys.fresh_until
+        )
         if introspected_until is not None:
-            valid_until = min(valid_until, introspected_until)
+            valid_until = min(valid_until, steady + introspected_until - wall)
         jkt = dpop_thumbprint(claims)
         entry = _Verified(
             token,

@@ -8,14 +8,14 @@ import json
 import logging
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import pytest
 
 from keycloak_m2m._client import ClientCredentials, TokenRequestError
 from keycloak_m2m.testing import LocalRealm
-from keycloak_m2m.testing._server import HttpServer, Response
+from keycloak_m2m.testing._server import HttpServer, Request, Response
 
 from ..support import CLIENT, FakeClock
 from .conftest import FAST_RETRIES, SECRET, MakeCredentials
@@ -214,15 +214,19 @@ async def test_realm_down_async(make_credentials: MakeCredentials, realm: LocalR
         await credentials.get_token_async()
 
 
-def test_backoff_is_bounded(make_credentials: MakeCredentials, realm: LocalRealm) -> None:
+def test_backoff_is_bounded(
+    make_credentials: MakeCredentials, realm: LocalRealm, caplog: pytest.LogCaptureFixture
+) -> None:
     credentials = make_credentials(max_retries=6, backoff=0.01, max_backoff=0.02)
     realm.stop()
 
-    started = time.monotonic()
-    with pytest.raises(TokenRequestError):
+    with caplog.at_level(logging.WARNING), pytest.raises(TokenRequestError):
         credentials.get_token()
 
-    assert time.monotonic() - started < 6 * 0.02 + 1.0
+    # Uncapped, the sixth pause would be 0.16 to 0.32 s.
+    pauses = [float(m) for m in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
+    assert len(pauses) == 6
+    assert max(pauses) <= 0.02, pauses
 
 
 def test_5xx_is_retried_and_keycloak_error_surfaced(
@@ -453,3 +457,78 @@ def test_token_and_secret_never_logged(
     assert "obtained" in logged
     assert SECRET not in logged
     assert token not in logged
+
+
+# --- a token endpoint that echoes the request -----------------------------------------------------
+
+ODD_SECRET = "s3cr+t/ é~&=%:ü"  # every character that an encoding changes
+
+
+def echoing_endpoint(status: int) -> HttpServer:
+    """Refuses every token request, echoing back in ``error`` and ``error_description`` what it
+    received: the form as sent, the Basic credentials, and both decoded."""
+
+    def handle(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        pair = (
+            base64.b64decode(authorization.removeprefix("Basic ")).decode() if authorization else ""
+        )
+        body = request.body.decode()
+        echo = f"got {authorization} ({pair}) {body} ({unquote_plus(body)})"
+        answer = {"error": echo, "error_description": echo}
+        return Response(status, json.dumps(answer).encode())
+
+    return HttpServer(handle)
+
+
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
+@pytest.mark.parametrize("status", [400, 503])
+def test_an_echoed_secret_is_redacted_in_every_encoding(
+    auth_method: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = echoing_endpoint(status)
+    try:
+        credentials = ClientCredentials(
+            CLIENT,
+            ODD_SECRET,
+            token_url=f"http://127.0.0.1:{server.port}/token",
+            auth_method=auth_method,  # type: ignore[arg-type]
+            max_retries=1,
+            **FAST_RETRIES,
+        )
+        with caplog.at_level(logging.DEBUG), pytest.raises(TokenRequestError) as caught:
+            credentials.get_token()
+    finally:
+        server.close()
+
+    error = caught.value
+    assert error.error_description is not None
+    assert error.error_description.startswith("got ")
+    assert "[redacted]" in error.error_description
+    pair = f"{quote_plus(CLIENT)}:{quote_plus(ODD_SECRET)}"
+    forms = [
+        ODD_SECRET,
+        quote_plus(ODD_SECRET),
+        quote(ODD_SECRET, safe=""),
+        base64.b64encode(pair.encode()).decode(),
+    ]
+    logged = [record.getMessage() for record in caplog.records]
+    for text in [str(error), repr(error), error.error, error.error_description, *logged]:
+        for form in forms:
+            assert form not in text, (form, text)
+
+
+def test_an_echoed_subject_token_is_redacted(realm: LocalRealm, clock: FakeClock) -> None:
+    server = echoing_endpoint(400)
+    subject = realm.mint(CLIENT)
+    try:
+        credentials = ClientCredentials(
+            CLIENT, SECRET, token_url=f"http://127.0.0.1:{server.port}/token", clock=clock
+        )
+        with pytest.raises(TokenRequestError) as caught:
+            credentials.exchange(subject, audience="billing")
+    finally:
+        server.close()
+    assert "[redacted]" in str(caught.value)
+    for part in subject.split("."):
+        assert part not in str(caught.value) + repr(caught.value)

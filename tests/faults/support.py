@@ -1,10 +1,11 @@
 """Key endpoints that misbehave below HTTP: scripted raw answers, and a port that comes and goes.
 
 LocalRealm answers every request with well-formed HTTP. A ``ScriptedServer`` writes whatever bytes
-a test scripts, with pauses between them (slow drips, lying headers, gzip). A ``Relay`` is a port
-on 127.0.0.1 that refuses connections until it is opened, then relays them to a realm, and
-refuses again once closed: the key endpoint going away and coming back at the same address.
-Both count what reached them.
+a test scripts, with pauses between them (slow drips, lying headers, gzip). A ``DrippingServer``
+answers with a status line and then one header line at a time, for as long as the client stays,
+and records when the client hung up. A ``Relay`` is a port on 127.0.0.1 that refuses connections
+until it is opened, then relays them to a realm, and refuses again once closed: the key endpoint
+going away and coming back at the same address. Each counts what reached it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -89,6 +92,10 @@ class _Listener:
         """Sleep unless stopping; True when the listener is being stopped."""
         return self._stopping.wait(seconds)
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def close(self) -> None:
         self._stopping.set()
         if self._acceptor is not None:
@@ -155,6 +162,65 @@ class ScriptedServer:
             if delay and self._listener.wait(delay):
                 return
             connection.sendall(data)
+
+
+class DrippingServer:
+    """Answers every request with ``HTTP/1.1 200 OK`` and then one header line every ``interval``
+    seconds, never ending the headers, until the client hangs up (or ``limit`` seconds, so that
+    a client that never gives up fails its test instead of hanging the suite).
+
+    ``exchanges`` holds, per request, the monotonic times it arrived and the client hung up.
+    """
+
+    def __init__(self, interval: float = 0.2, limit: float = 20.0) -> None:
+        self._interval = interval
+        self._limit = limit
+        self._lock = threading.Lock()
+        self.exchanges: list[list[float]] = []  # [arrived] or [arrived, hung up]
+        self._listener = _Listener(self._serve)
+
+    def __enter__(self) -> DrippingServer:
+        self._listener.listen()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._listener.close()
+
+    def url(self, path: str) -> str:
+        return self._listener.url + path
+
+    @property
+    def open_exchanges(self) -> int:
+        with self._lock:
+            return sum(len(times) == 1 for times in self.exchanges)
+
+    def wait_for_hang_ups(self, until: float) -> None:
+        """Wait, until the monotonic time ``until`` at most, for every client to hang up."""
+        while self.open_exchanges and time.monotonic() < until:
+            time.sleep(0.01)
+
+    def _serve(self, connection: socket.socket) -> None:
+        if not _read_request(connection):
+            return
+        times = [time.monotonic()]
+        with self._lock:
+            self.exchanges.append(times)
+        try:
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while time.monotonic() < times[0] + self._limit and not self._listener.wait(0):
+                readable, _, _ = select.select([connection], [], [], self._interval)
+                if readable and not connection.recv(65536):
+                    break  # the client closed the connection
+                connection.sendall(b"X-Drip: .\r\n")
+        except OSError:
+            pass  # reset by the client
+        finally:
+            times.append(time.monotonic())
 
 
 class Relay:

@@ -243,14 +243,15 @@ def build_validator(
 
 
 def warm_up(realms: HostileRealms, validator: TokenValidator) -> None:
-    """One validation that reaches key selection under any options of the corpus (small, ES256,
-    typ at+jwt), so the validator makes its one key-set fetch before any case runs."""
-    header = {"alg": "ES256", "typ": "at+jwt", "kid": realms.ec_kid}
-    probe = realms.main.mint(
-        kid=realms.ec_kid, raw_header=json.dumps(header).encode(), raw_payload=b"{}"
-    )
-    with contextlib.suppress(AuthError):
-        validator.validate(probe)
+    """Validations that reach key selection under any options of the corpus (small, ES256,
+    typ at+jwt): the first makes the start-up fetch, the second (an unknown kid) the one refetch
+    the rate limit allows, so neither is left for the cases."""
+    for kid in (realms.ec_kid, "warm-up-unknown-kid"):
+        header = {"alg": "ES256", "typ": "at+jwt", "kid": kid}
+        raw_header = json.dumps(header).encode()
+        probe = realms.main.mint(kid=realms.ec_kid, raw_header=raw_header, raw_payload=b"{}")
+        with contextlib.suppress(AuthError):
+            validator.validate(probe)
 
 
 class ValidatorPool:
@@ -278,7 +279,10 @@ class ValidatorPool:
             warm_up(self._realms, validator)
             after = self._realms.certs_counts()
             if keys != "dead":
-                assert after[keys] == before[keys] + 1, (keys, before, after)
+                # The start-up fetch, and the unknown kid's refetch unless the start-up fetch
+                # failed (without the real corpus the example realm serves an empty key set).
+                empty = keys == "example" and not self._realms.quickstart_available
+                assert after[keys] == before[keys] + (1 if empty else 2), (keys, before, after)
             self.fetches.update({name: after[name] - before[name] for name in after})
             self._validators[key] = validator
         return validator
@@ -1022,6 +1026,13 @@ case("comment-payload", payload(b"{CLAIMS/* " + MARKER.encode() + b" */}"), Malf
 case("unquoted-key-payload", payload(b"{CLAIMS,x:1}"), MalformedToken)
 case("infinity-payload", payload(b'{CLAIMS,"x":Infinity}'), MalformedToken)
 case("minus-infinity-payload", payload(b'{CLAIMS,"x":-Infinity}'), MalformedToken)
+# Numbers that parse as infinity, wherever they sit in the payload.
+case("overflow-to-infinity", payload(b'{CLAIMS,"x":1e999999}'), MalformedToken)
+case("overflow-to-minus-infinity", payload(b'{CLAIMS,"x":-1e999999}'), MalformedToken)
+case("overflow-long-mantissa", payload(b'{CLAIMS,"x":1' + b"0" * 400 + b".5}"), MalformedToken)
+case("overflow-in-nested-object", payload(b'{CLAIMS,"x":{"y":{"z":1e400}}}'), MalformedToken)
+case("overflow-in-array", payload(b'{CLAIMS,"x":["a",1,[{"y":2e308}]]}'), MalformedToken)
+case("overflow-in-string-array", payload(b'{CLAIMS,"x":["a","b",1e400]}'), MalformedToken)
 case("leading-zero-number", payload(b'{CLAIMS,"x":01}'), MalformedToken)
 case("plus-sign-number", payload(b'{CLAIMS,"x":+1}'), MalformedToken)
 case("hex-number", payload(b'{CLAIMS,"x":0x10}'), MalformedToken)

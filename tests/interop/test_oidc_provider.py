@@ -357,13 +357,9 @@ async def test_follows_key_rotation(provider: OidcProvider, driver: str) -> None
     assert old_kid in rotated["published"]
 
     assert await client_of(old_token) == "m2m-basic"
-    # Within jwks_refetch_interval (30 s) of the last fetch an unknown kid is refused from the
-    # cache: the rate limit that keeps a flood of made-up kids off the issuer.
-    with pytest.raises(UnknownKey):
-        await client_of(new_token)
-    assert provider.requests_to(JWKS_PATH) == fetches + 1
-
-    clock.advance(30)
+    # The start-up fetch was routine, so it does not hold back the refetch the new kid sets off:
+    # the first token signed by the new key is answered at once (docs/validator.md, the rule of
+    # jwks_refetch_interval).
     assert await client_of(new_token) == "m2m-basic"
     assert provider.requests_to(JWKS_PATH) == fetches + 2  # the unknown kid made it refetch once
     assert await client_of(old_token) == "m2m-basic"

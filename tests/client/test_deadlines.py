@@ -1,0 +1,125 @@
+"""Token requests against a hostile or slow endpoint: ``timeout`` bounds each whole request (with
+its thread and socket), and callers cancelled while a request is in flight neither abort it for
+the others nor make it again."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from keycloak_m2m import ClientCredentials, TokenRequestError
+from keycloak_m2m.testing import LocalRealm
+
+from ..faults.support import DrippingServer
+from ..support import CLIENT, GRACE
+from .conftest import SECRET, MakeCredentials
+
+TIMEOUT = 0.5
+TOKEN_PATH = "/realms/shop/protocol/openid-connect/token"
+
+
+def dripping_credentials(server: DrippingServer, **options: float) -> ClientCredentials:
+    return ClientCredentials(
+        CLIENT, SECRET, token_url=server.url(TOKEN_PATH), timeout=TIMEOUT, **options
+    )
+
+
+def check_everything_ended(
+    server: DrippingServer, threads: set[threading.Thread], by: float
+) -> None:
+    server.wait_for_hang_ups(until=by)
+    assert server.open_exchanges == 0, "a socket outlived the deadline"
+    while set(threading.enumerate()) - threads and time.monotonic() < by:
+        time.sleep(0.01)
+    assert set(threading.enumerate()) <= threads, "a thread outlived the deadline"
+    for arrived, hung_up in server.exchanges:
+        assert hung_up - arrived <= TIMEOUT + GRACE
+
+
+# --- headers dripping for ever --------------------------------------------------------------------
+
+
+def test_get_token_ends_at_the_deadline_with_its_thread_and_socket() -> None:
+    with DrippingServer() as server:
+        credentials = dripping_credentials(server, max_retries=0)
+        threads = set(threading.enumerate())
+        started = time.monotonic()
+        with pytest.raises(TokenRequestError, match="TimeoutException"):
+            credentials.get_token()
+        assert time.monotonic() <= started + TIMEOUT + GRACE
+        check_everything_ended(server, threads, by=started + TIMEOUT + GRACE)
+        assert len(server.exchanges) == 1
+
+
+async def test_get_token_async_ends_at_the_deadline_with_its_socket() -> None:
+    with DrippingServer() as server:
+        credentials = dripping_credentials(server, max_retries=0)
+        threads = set(threading.enumerate())
+        started = time.monotonic()
+        with pytest.raises(TokenRequestError, match="TimeoutException"):
+            await credentials.get_token_async()
+        assert time.monotonic() <= started + TIMEOUT + GRACE
+        check_everything_ended(server, threads, by=started + TIMEOUT + GRACE)
+
+
+def test_each_retry_has_its_own_deadline() -> None:
+    with DrippingServer() as server:
+        credentials = dripping_credentials(server, max_retries=1, backoff=0.01, max_backoff=0.01)
+        started = time.monotonic()
+        with pytest.raises(TokenRequestError, match="after 2 attempts"):
+            credentials.get_token()
+        bound = started + 2 * TIMEOUT + 0.01 + GRACE
+        assert time.monotonic() <= bound
+        check_everything_ended(server, set(threading.enumerate()), by=bound)
+        assert len(server.exchanges) == 2
+
+
+def test_callers_queued_behind_a_dripping_request_are_not_held_past_its_deadline() -> None:
+    """The lock is held for one bounded request; the queued callers share its failure."""
+    with DrippingServer() as server:
+        credentials = dripping_credentials(server, max_retries=0)
+        started = time.monotonic()
+
+        def call(_: int) -> TokenRequestError:
+            with pytest.raises(TokenRequestError) as caught:
+                credentials.get_token()
+            return caught.value
+
+        with ThreadPoolExecutor(10) as pool:
+            failures = list(pool.map(call, range(10)))
+        assert len(failures) == 10
+        assert time.monotonic() <= started + TIMEOUT + GRACE
+        assert len(server.exchanges) == 1
+
+
+# --- callers cancelled while a request is in flight ---------------------------------------------
+
+
+async def until(condition: Callable[[], bool], within: float) -> None:
+    """Wait for ``condition``, at most ``within`` seconds; the test's assertions judge the rest."""
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
+async def test_six_callers_cancelled_during_the_request_make_one_token_request(
+    realm: LocalRealm, make_credentials: MakeCredentials
+) -> None:
+    realm.slow_token(1.0)  # every cancellation below happens while the one request is in flight
+    credentials = make_credentials()
+    for number in range(1, 7):
+        task = asyncio.create_task(credentials.get_token_async())
+        await until(lambda n=number: realm.request_count("token") >= n, within=0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # The request ran on, and its token serves the next callers: no request of their own.
+    tokens = await asyncio.gather(*(credentials.get_token_async() for _ in range(10)))
+    assert len(set(tokens)) == 1
+    assert credentials.get_token() == tokens[0]
+    assert realm.request_count("token") == 1
