@@ -655,6 +655,9 @@ class ClientCredentials(httpx.Auth):
             return error
         except TimeoutError:
             return httpx.TimeoutException("no answer within the timeout", request=request)
+        except ssl.SSLError as error:
+            # A TLS alert after the handshake (a refused client certificate) can reach us as is.
+            return httpx.ConnectError(f"TLS: {error.reason}", request=request)
 
     # --- the flows ----------------------------------------------------------------------------
 
