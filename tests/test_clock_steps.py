@@ -10,12 +10,13 @@ unknown and counts as none.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 
 from keycloak_m2m import ClientCredentials, KeysUnavailable, TokenValidator, UnknownKey
-from keycloak_m2m._steady import SteadyClock
+from keycloak_m2m._steady import SteadyClock, steady_clock
 from keycloak_m2m.testing import LocalRealm
 
 from .support import CLIENT, FakeClock, Validate
@@ -157,3 +158,11 @@ def test_a_token_is_renewed_on_time_although_the_clock_stepped_back(
     clock.advance(1)
     assert credentials.get_token() != first
     assert realm.request_count("token") == 2
+
+
+def test_the_system_clocks_are_measured_on_the_monotonic_clock() -> None:
+    """time.monotonic never steps and counts the real time across a step of time.time; the
+    validator's and ClientCredentials' defaults use it, and pay nothing for a wrapper."""
+    assert steady_clock(time.time) is time.monotonic
+    assert steady_clock(time.monotonic) is time.monotonic
+    assert isinstance(steady_clock(FakeClock()), SteadyClock)

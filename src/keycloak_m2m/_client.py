@@ -36,7 +36,7 @@ import httpx
 
 from ._http import run_blocking, tls_context
 from ._locks import LoopLocks, shared
-from ._steady import SteadyClock
+from ._steady import steady_clock
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
@@ -352,7 +352,7 @@ class ClientCredentials(httpx.Auth):
             retry=_Retry(max_retries, float(backoff), float(max_backoff)),
         )
         # Renewal is a matter of elapsed time, which a clock stepping back must not stretch.
-        self._clock = SteadyClock(clock)
+        self._clock = steady_clock(clock)
         self._cache = _TokenCache(self._clock)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()

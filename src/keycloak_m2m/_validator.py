@@ -35,7 +35,7 @@ from ._jose import (
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import LoopLocks, shared
 from ._principal import Principal
-from ._steady import SteadyClock
+from ._steady import steady_clock
 
 __all__ = ["DiscoveryError", "TokenValidator"]
 
@@ -123,7 +123,7 @@ class TokenValidator:
             service_accounts_only=bool(service_accounts_only),
         )
         self._clock = clock  # claim times: instants of the wall clock
-        self._steady = SteadyClock(clock)  # TTLs, intervals, staleness, the token cache
+        self._steady = steady_clock(clock)  # TTLs, intervals, staleness, the token cache
         self._max_token_size = max_token_size
         self._parse_json = json_parser(accept_duplicate_members=accept_duplicate_members)
         self._keys = KeySet(
