@@ -13,6 +13,7 @@ from outside. The sync entry points run it on a private event loop (``run_blocki
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import ssl
 import zlib
@@ -119,12 +120,14 @@ def _failure(error: Exception) -> FetchFailure:
 def run_blocking(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run async work on a private event loop and block until it is done; its result or error.
 
-    In a worker thread, because the calling thread may be running an event loop of its own. The
-    work's own deadlines bound the wait, and the thread ends with the work: when this returns,
-    nothing of the exchange (thread, socket) is left running.
+    In a worker thread, because the calling thread may be running an event loop of its own, and
+    in the caller's context (the current trace span, say). The work's own deadlines bound the
+    wait, and the thread ends with the work: when this returns, nothing of the exchange (thread,
+    socket) is left running.
     """
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(1, thread_name_prefix="keycloak-m2m") as worker:
-        return worker.submit(_run_on_private_loop, work).result()
+        return worker.submit(context.run, _run_on_private_loop, work).result()
 
 
 def _run_on_private_loop(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
