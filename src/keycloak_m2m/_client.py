@@ -537,6 +537,9 @@ class ClientCredentials(httpx.Auth):
             return error
         except TimeoutError:
             return httpx.TimeoutException("no answer within the timeout", request=request)
+        except OSError as error:
+            # anyio lets some TLS failures (an alert after the handshake) through unwrapped.
+            return httpx.ConnectError(str(error) or type(error).__name__, request=request)
 
     # --- the flows ----------------------------------------------------------------------------
 

@@ -158,5 +158,6 @@ async def fetch_async(url: str, policy: FetchPolicy) -> bytes | FetchFailure:
                 async for chunk in response.aiter_raw():
                     body.add(chunk)
                 return body.result()
-    except (httpx.HTTPError, _Refused, TimeoutError, zlib.error) as error:
+    # OSError: anyio lets some TLS failures (an alert after the handshake) through unwrapped.
+    except (httpx.HTTPError, _Refused, TimeoutError, zlib.error, OSError) as error:
         return _failure(error)
