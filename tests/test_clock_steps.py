@@ -1,24 +1,32 @@
 """A clock that steps back (an NTP correction, a restored VM) freezes nothing and stretches nothing.
 
-After the step, the key cache, the refetch limit, staleness, the verified-token cache and
-ClientCredentials' renewal behave as if the clock had been steady from the moment it stepped:
-every TTL and interval is measured in elapsed time. Claim times are still read on the clock, which
-the realm shares, so tokens are minted after the step. Each test makes a call right after the step,
-as traffic would: the time between the last reading before a step and the first after it is
-unknown and counts as none.
+After the step, the key cache, the refetch limit, staleness, the verified-token cache, the
+introspection cache and ClientCredentials' renewal behave as if the clock had been steady from the
+moment it stepped: every TTL and interval is measured in elapsed time. Claim times are still read
+on the clock, which the realm shares, so tokens are minted after the step. Each test makes a call
+right after the step, as traffic would: the time between the last reading before a step and the
+first after it is unknown and counts as none.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 
-from keycloak_m2m import ClientCredentials, KeysUnavailable, TokenValidator, UnknownKey
-from keycloak_m2m._steady import SteadyClock
+from keycloak_m2m import (
+    ClientCredentials,
+    Introspection,
+    KeysUnavailable,
+    TokenRevoked,
+    TokenValidator,
+    UnknownKey,
+)
+from keycloak_m2m._steady import SteadyClock, steady_clock
 from keycloak_m2m.testing import LocalRealm
 
-from .support import CLIENT, FakeClock, Validate
+from .support import AUDIENCE, CLIENT, FakeClock, Validate
 
 MakeValidator = Callable[..., TokenValidator]
 HOUR = 3600.0
@@ -140,6 +148,24 @@ def test_a_cached_verdict_lasts_the_token_s_lifetime_in_elapsed_time(
     assert validator.cached(token) is None
 
 
+def test_an_introspection_answer_stands_no_longer_than_cache_ttl_of_elapsed_time(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate, clock: FakeClock
+) -> None:
+    realm.add_client(AUDIENCE, "introspector-secret")
+    validator = make_validator(
+        introspection=Introspection(AUDIENCE, "introspector-secret", cache_ttl=30)
+    )
+    token = realm.mint(CLIENT)
+    validate(validator, token)
+    realm.revoke(token)
+    clock.advance(-20)  # within the leeway, so the token's iat still passes after the step
+    validate(validator, token)  # the answer still stands: no time has passed
+    clock.advance(30)
+    with pytest.raises(TokenRevoked):  # 30 s of elapsed time: asked again
+        validate(validator, token)
+    assert realm.request_count("introspect") == 2
+
+
 # --- ClientCredentials ----------------------------------------------------------------------------
 
 
@@ -157,3 +183,11 @@ def test_a_token_is_renewed_on_time_although_the_clock_stepped_back(
     clock.advance(1)
     assert credentials.get_token() != first
     assert realm.request_count("token") == 2
+
+
+def test_the_system_clocks_are_measured_on_the_monotonic_clock() -> None:
+    """time.monotonic never steps and counts the real time across a step of time.time; the
+    validator's and ClientCredentials' defaults use it, and pay nothing for a wrapper."""
+    assert steady_clock(time.time) is time.monotonic
+    assert steady_clock(time.monotonic) is time.monotonic
+    assert isinstance(steady_clock(FakeClock()), SteadyClock)

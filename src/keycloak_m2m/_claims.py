@@ -71,18 +71,15 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     subject = claims.get("sub")
     if subject is not None and type(subject) is not str:
         raise InvalidClaim("invalid sub")
-    realm_roles = _role_list(claims.get("realm_access"), "realm_access")
-    client_roles = _client_roles(claims.get("resource_access"))
-    scopes = _scopes(claims.get("scope"))
     return verified_principal(
         issuer=policy.issuer,
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,
-        realm_roles=realm_roles,
-        client_roles=client_roles,
-        scopes=scopes,
-        claims=read_only_object(claims),  # last: it turns the payload's lists into tuples
+        realm_roles=_role_list(claims.get("realm_access"), "realm_access"),
+        client_roles=_client_roles(claims.get("resource_access")),
+        scopes=_scopes(claims.get("scope")),
+        claims=read_only_object(claims),
         expires_at=expires_at,
     )
 

@@ -40,7 +40,7 @@ from ._client_dpop import DPoPKey, DPoPSession, PrivateKey
 from ._environment import client_settings
 from ._http import Connection, run_blocking
 from ._locks import LoopLocks, shared
-from ._steady import SteadyClock
+from ._steady import steady_clock
 
 __all__ = ["AuthMethod", "ClientCredentials", "TokenRequestError"]
 
@@ -400,7 +400,7 @@ class ClientCredentials(httpx.Auth):
         )
         self._connection = Connection.create(verify, proxy)
         # Renewal is a matter of elapsed time, which a clock stepping back must not stretch.
-        self._clock = SteadyClock(clock)
+        self._clock = steady_clock(clock)
         self._dpop = _dpop_session(dpop_key)
         self._cache = _TokenCache(self._clock)
         self._lock = threading.Lock()
@@ -655,9 +655,9 @@ class ClientCredentials(httpx.Auth):
             return error
         except TimeoutError:
             return httpx.TimeoutException("no answer within the timeout", request=request)
-        except ssl.SSLError as error:
-            # A TLS alert after the handshake (a refused client certificate) can reach us as is.
-            return httpx.ConnectError(f"TLS: {error.reason}", request=request)
+        except OSError as error:
+            # anyio lets some TLS failures (an alert after the handshake) through unwrapped.
+            return httpx.ConnectError(str(error) or type(error).__name__, request=request)
 
     # --- the flows ----------------------------------------------------------------------------
 

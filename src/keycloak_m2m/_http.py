@@ -198,10 +198,10 @@ def _method(form: Form | None) -> str:
 def run_blocking(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run async work on a private event loop and block until it is done; its result or error.
 
-    In a worker thread, because the calling thread may be running an event loop of its own. The
-    work's own deadlines bound the wait, and the thread ends with the work: when this returns,
-    nothing of the exchange (thread, socket) is left running. The work sees the caller's context
-    variables (the current trace span among them).
+    In a worker thread, because the calling thread may be running an event loop of its own, and
+    in the caller's context (the current trace span, say). The work's own deadlines bound the
+    wait, and the thread ends with the work: when this returns, nothing of the exchange (thread,
+    socket) is left running.
     """
     context = contextvars.copy_context()
     with ThreadPoolExecutor(1, thread_name_prefix="keycloak-m2m") as worker:
@@ -240,5 +240,6 @@ async def fetch_async(
                 async for chunk in response.aiter_raw():
                     body.add(chunk)
                 return body.result()
-    except (httpx.HTTPError, _Refused, TimeoutError, zlib.error) as error:
+    # OSError: anyio lets some TLS failures (an alert after the handshake) through unwrapped.
+    except (httpx.HTTPError, _Refused, TimeoutError, zlib.error, OSError) as error:
         return _failure(error)

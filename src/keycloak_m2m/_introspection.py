@@ -171,7 +171,8 @@ class IntrospectionClient:
         return entry if entry is not None and entry.token == token else None
 
     def fresh(self, token: str, now: float) -> Entry | None:
-        """The cached entry of ``token`` while it stands, else None."""
+        """The cached entry of ``token`` while it stands (``now`` on the steady clock), else
+        None."""
         entry = self.entry(token)
         return entry if entry is not None and now < entry.valid_until else None
 
@@ -210,9 +211,13 @@ class IntrospectionClient:
         return form, headers
 
     def record(
-        self, token: str, outcome: bytes | str, now: float, expires_at: float | None
+        self, token: str, outcome: bytes | str, now: float, wall: float, expires_at: float | None
     ) -> None:
-        """Cache the outcome of a request: the body, or why there is none."""
+        """Cache the outcome of a request: the body, or why there is none.
+
+        ``now`` is on the steady clock, which the cache's lifetimes are measured on; ``wall`` on
+        the wall clock, which the answer's and the token's ``exp`` name instants of.
+        """
         self.requests += 1
         entry: Entry
         if isinstance(outcome, str):
@@ -228,7 +233,7 @@ class IntrospectionClient:
                 exp = claims.get("exp") if claims is not None else None
                 for limit in (expires_at, exp if type(exp) in (int, float) else None):
                     if limit is not None:
-                        until = min(until, float(limit))
+                        until = min(until, now + float(limit) - wall)
                 entry = Answer(token, claims, until)
         key = token[-_CACHE_KEY_CHARS:]
         self._entries.pop(key, None)  # so that the newest entry is the last one evicted

@@ -103,34 +103,41 @@ def read_only_object(members: dict[str, Any]) -> Mapping[str, Any]:
     tuples. A verified payload is cached and handed to every request that presents its token, so
     one request must not be able to change what the next one reads.
 
-    Built in place (the parser's output is fresh and held nowhere else), in the one walk that
-    also refuses numbers that parsed as infinity: the parser refuses the literal ``Infinity``,
-    not ``1e999999``. The parser bounds the nesting depth.
+    A copy (the checks that ran on ``members`` may read it again, as parsed), made in the one
+    walk that also refuses numbers that parsed as infinity: the parser refuses the literal
+    ``Infinity``, not ``1e999999``. The parser bounds the nesting depth.
     """
+    frozen = dict(members)
     for name, value in members.items():
         kind = type(value)
         if kind is dict:
-            members[name] = read_only_object(value)
+            frozen[name] = read_only_object(value)
         elif kind is list:
-            members[name] = _read_only_array(value)
+            frozen[name] = _read_only_array(value)
         elif kind is float and not isfinite(value):
             raise MalformedToken("number out of range")
-    return MappingProxyType(members)
+    return MappingProxyType(frozen)
 
 
 def _read_only_array(items: list[Any]) -> tuple[Any, ...]:
     try:
         "".join(items)  # the usual array, of strings only (roles, audiences), in one C call
     except TypeError:
-        for index, item in enumerate(items):
-            kind = type(item)
-            if kind is dict:
-                items[index] = read_only_object(item)
-            elif kind is list:
-                items[index] = _read_only_array(item)
-            elif kind is float and not isfinite(item):
-                raise MalformedToken("number out of range") from None
-    return tuple(items)
+        pass
+    else:
+        return tuple(items)
+    frozen: list[Any] = []
+    for item in items:
+        kind = type(item)
+        if kind is dict:
+            frozen.append(read_only_object(item))
+        elif kind is list:
+            frozen.append(_read_only_array(item))
+        elif kind is float and not isfinite(item):
+            raise MalformedToken("number out of range")
+        else:
+            frozen.append(item)
+    return tuple(frozen)
 
 
 # --- the token ---------------------------------------------------------------------------------

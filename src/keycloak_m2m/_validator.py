@@ -1,7 +1,7 @@
 """TokenValidator: one validation flow, driven by a sync and an async driver.
 
-The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields the fetch
-count it saw; the driver fetches under its own lock unless another caller already did, records the
+The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields a
+``FetchDue``; the driver fetches under its own lock unless another caller already did, records the
 outcome, and resumes the flow. The two drivers are the only code with locks and network access.
 """
 
@@ -57,7 +57,7 @@ from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
-from ._steady import SteadyClock
+from ._steady import steady_clock
 
 __all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
 
@@ -190,7 +190,7 @@ class TokenValidator:
             azp_as_audience=bool(azp_as_audience),
         )
         self._clock = clock  # claim times: instants of the wall clock
-        self._steady = SteadyClock(clock)  # TTLs, intervals, staleness, the token cache
+        self._steady = steady_clock(clock)  # TTLs, intervals, staleness, the caches
         self._max_token_size = max_token_size
         self._parse_json = json_parser(accept_duplicate_members=accept_duplicate_members)
         self._keys = KeySet(
@@ -346,11 +346,11 @@ class TokenValidator:
             try:
                 step = next(flow)
                 while True:
+                    # Shared: a caller cancelled while the request is in flight neither aborts
+                    # it nor leaves it to be made again.
                     if isinstance(step, Introspect):
-                        await self._introspect_async(step)
+                        await shared(self._introspect_async(step))
                     else:
-                        # Shared: a caller cancelled while the fetch is in flight neither aborts
-                        # it nor leaves it to be made again.
                         await shared(self._fetch_keys_async(step))
                     step = flow.send(None)
             except StopIteration as finished:
@@ -399,7 +399,7 @@ class TokenValidator:
         with self._lock:
             if self._keys.attempts == due.attempts:
                 with self._telemetry.key_fetch(self._jwks_url) as fetching:
-                    self._record(fetch(self._jwks_url, self._fetch_policy), fetching, due)
+                    self._record(fetch(self._jwks_url, self._fetch_policy), due, fetching)
 
     async def _fetch_keys_async(self, due: FetchDue) -> None:
         async with self._async_locks.current():
@@ -411,10 +411,10 @@ class TokenValidator:
                     try:
                         outcome = await fetch_async(self._jwks_url, self._fetch_policy)
                     finally:
-                        self._record(outcome, fetching, due)
+                        self._record(outcome, due, fetching)
 
     def _record(
-        self, outcome: bytes | FetchFailure, fetching: _telemetry.FetchProbe, due: FetchDue
+        self, outcome: bytes | FetchFailure, due: FetchDue, fetching: _telemetry.FetchProbe
     ) -> None:
         adopted = False
         if isinstance(outcome, FetchFailure):
@@ -468,6 +468,7 @@ class TokenValidator:
         self._introspection.record(
             step.token,
             outcome.reason if isinstance(outcome, FetchFailure) else outcome,
+            self._steady(),
             self._clock(),
             step.expires_at,
         )
@@ -537,7 +538,7 @@ class TokenValidator:
         until when it stands; None for no answer that ``on_failure="accept"`` lets pass."""
         client = self._introspection
         assert client is not None
-        entry = client.fresh(token, self._clock())
+        entry = client.fresh(token, self._steady())
         if entry is None:
             exp = float(expires_at) if type(expires_at) in (int, float) else None  # type: ignore[arg-type]
             yield Introspect(token, client.entry(token), exp)
@@ -617,13 +618,11 @@ class TokenValidator:
     ) -> _Verified:
         # For what is left of the token's life, in elapsed time, and until the key set is due for
         # a refresh: then the full path checks both again. An introspected token, until the
-        # introspection's outcome goes stale (an instant of the wall clock, made elapsed here).
-        steady, wall = self._steady(), self._clock()
-        valid_until = min(
-            steady + principal.expires_at - wall + self._policy.leeway, self._keys.fresh_until
-        )
+        # introspection's outcome goes stale.
+        lifetime = principal.expires_at + self._policy.leeway - self._clock()
+        valid_until = min(self._steady() + lifetime, self._keys.fresh_until)
         if introspected_until is not None:
-            valid_until = min(valid_until, steady + introspected_until - wall)
+            valid_until = min(valid_until, introspected_until)
         jkt = dpop_thumbprint(claims)
         entry = _Verified(
             token,

@@ -82,9 +82,10 @@ MIB = 1024 * 1024
 # about 7.5 KiB per distinct token: +13.5 MiB between those thirds at ~1,000 requests/s, so a
 # cache that grew per token would fail here from a few hundred requests/s up.
 RSS_MARGIN = 4 * MIB
-# Progress, not speed: every phase of the scenario sees requests answered, and each phase the
-# schedule gives a second or more (before the rotation, the outage, after the heal) at least one
-# per connection. A server that stalled answers none; how fast it answers is for benchmarks/.
+# Progress, not speed: each phase the schedule gives seconds to (before the rotation, the
+# outage, after the heal) sees at least one answer per connection. A server that stalled answers
+# none; how fast it answers is for benchmarks/. (The phases between the rotation and the outage
+# last as long as the new key takes to be accepted, which may run into the outage's start.)
 SCHEDULED_PHASES = ("before the rotation", "key endpoint down (500)", "key endpoint healed")
 EXAMPLES = 5
 APP = Path(__file__).with_name("app.py")
@@ -565,8 +566,6 @@ async def test_soak(soak_realm: LocalRealm, tmp_path: Path) -> None:
     assert totals.server_errors == 0, report
     assert totals.wrong == 0, report
     assert totals.transport_errors == 0, report
-    assert len(totals.by_phase) == 5, report
-    assert min(totals.by_phase.values()) >= 1, report
     assert all(totals.by_phase[phase] >= WORKERS for phase in SCHEDULED_PHASES), report
     assert totals.kinds["valid, fresh, new key"] > 0, report
     assert totals.kinds["valid, reused, new key"] > 0, report
