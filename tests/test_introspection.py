@@ -399,7 +399,6 @@ def test_errors_are_auth_errors() -> None:
 @pytest.mark.parametrize("key_kind", ["rsa", "ec", "ed25519"])
 def test_private_key_jwt_signs_a_client_assertion(key_kind: str) -> None:
     # The request is built without I/O: its assertion is checked here with the public key.
-    # (LocalRealm authenticates clients by secret only, so no round trip yet.)
     import jwt
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -429,3 +428,28 @@ def test_private_key_jwt_signs_a_client_assertion(key_kind: str) -> None:
     )
     assert claims["iss"] == claims["sub"] == AUDIENCE
     assert claims["exp"] - claims["iat"] == 60
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384"])
+def test_private_key_jwt_authenticates_at_the_realm(curve: str, validate: Validate) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .support import add_shop_client
+
+    key = ec.generate_private_key(ec.SECP256R1() if curve == "P-256" else ec.SECP384R1())
+    # The realm checks assertions against the wall clock, as the assertion is made.
+    with LocalRealm("shop") as realm:
+        add_shop_client(realm)
+        realm.add_client(AUDIENCE, public_key=key.public_key())
+        validator = TokenValidator(
+            realm.issuer, AUDIENCE, introspection=Introspection(AUDIENCE, private_key=key)
+        )
+        token = realm.mint(CLIENT)
+        assert validate(validator, token).client_id == CLIENT
+        realm.revoke(token)
+        fresh = TokenValidator(
+            realm.issuer, AUDIENCE, introspection=Introspection(AUDIENCE, private_key=key)
+        )
+        with pytest.raises(TokenRevoked):
+            validate(fresh, token)
+        assert realm.request_count("introspect") == 2

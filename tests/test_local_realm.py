@@ -169,6 +169,7 @@ def test_discovery_document(realm: LocalRealm, http: httpx.Client) -> None:
     assert document["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
     ]
     assert {"RS256", "PS256", "ES256", "ES512", "EdDSA"} <= set(
         document["id_token_signing_alg_values_supported"]

@@ -133,6 +133,7 @@ def test_discovery_lists_exactly_the_endpoints_that_answer(
         assert document[methods.replace("endpoint", "endpoint_auth_methods_supported")] == [
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         ]
 
 

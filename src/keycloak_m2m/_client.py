@@ -696,18 +696,18 @@ class ClientCredentials(httpx.Auth):
         retry = self._settings.retry
         attempt = 0
         reload_secret = self._secret_file is not None
-        redact = self._redactor(form)
         while True:
             attempt += 1
             requested_at = self._clock()
-            # Built for each send: a client assertion must not be sent twice (its jti).
-            outcome = yield self._token_request(form)
+            # Made for each send: a client assertion must not be sent twice (its jti).
+            assertion = self._client_assertion()
+            redact = self._redactor(form, assertion)
+            outcome = yield self._token_request(form, assertion)
             if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
                 if reload_secret and _client_refused(outcome):
                     reload_secret = False  # once per request: a wrong file must not loop
                     if (yield _ReloadSecret()) is True:
                         attempt -= 1  # the same attempt, with the rotated secret
-                        redact = self._redactor(form)
                         continue
                 return self._issued(outcome, requested_at, form, redact)
             if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
@@ -725,14 +725,19 @@ class ClientCredentials(httpx.Auth):
             )
             yield _Pause(delay)
 
-    def _token_request(self, form: dict[str, str]) -> httpx.Request:
+    def _client_assertion(self) -> str | None:
+        """A fresh RFC 7523 assertion for private_key_jwt; None for the other methods."""
+        if self._signer is None:
+            return None
+        # The assertion reads the wall clock, not the renewal clock.
+        settings = self._settings
+        return client_assertion(self._signer, settings.client_id, settings.token_url, time.time())
+
+    def _token_request(self, form: dict[str, str], assertion: str | None) -> httpx.Request:
         settings = self._settings
         headers = {"Accept": "application/json", "User-Agent": "keycloak-m2m"}
-        if self._signer is not None:
-            # RFC 7523 section 2.2; the assertion reads the wall clock, not the renewal clock.
-            assertion = client_assertion(
-                self._signer, settings.client_id, settings.token_url, time.time()
-            )
+        if assertion is not None:
+            # RFC 7523 section 2.2.
             form = {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
         elif settings.client_secret is None:
             # RFC 8705 section 2: the TLS certificate authenticates; client_id names the client.
@@ -780,13 +785,20 @@ class ClientCredentials(httpx.Auth):
         _log.debug("token for client %r obtained, valid for %s s", self.client_id, lifetime)
         return _Issued(body["access_token"], requested_at + lifetime - margin)
 
-    def _redactor(self, form: dict[str, str]) -> _Redactor:
-        """For the secret in every form it is sent in, and an exchange's subject token."""
+    def _redactor(self, form: dict[str, str], assertion: str | None) -> _Redactor:
+        """For the secret in every form it is sent in, the client assertion (a credential too,
+        replayable until it expires where the server keeps no jti) and an exchange's subject
+        token."""
         settings = self._settings
         secret = settings.client_secret or ""  # none with private_key_jwt or a certificate
         basic = (_basic_credentials(settings.client_id, secret),) if secret else ()
         return _Redactor(
-            (*_sent_forms(secret), *basic, *_sent_forms(form.get("subject_token", "")))
+            (
+                *_sent_forms(secret),
+                *basic,
+                *_sent_forms(assertion or ""),
+                *_sent_forms(form.get("subject_token", "")),
+            )
         )
 
     def _failure(

@@ -9,9 +9,10 @@ import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, quote_plus, unquote_plus
+from urllib.parse import parse_qs, quote, quote_plus, unquote_plus
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from keycloak_m2m._client import ClientCredentials, TokenRequestError
 from keycloak_m2m.testing import LocalRealm
@@ -464,11 +465,14 @@ def test_token_and_secret_never_logged(
 ODD_SECRET = "s3cr+t/ é~&=%:ü"  # every character that an encoding changes
 
 
-def echoing_endpoint(status: int) -> HttpServer:
+def echoing_endpoint(status: int, bodies: list[str] | None = None) -> HttpServer:
     """Refuses every token request, echoing back in ``error`` and ``error_description`` what it
-    received: the form as sent, the Basic credentials, and both decoded."""
+    received: the form as sent, the Basic credentials, and both decoded. Each body received is
+    added to ``bodies``."""
 
     def handle(request: Request) -> Response:
+        if bodies is not None:
+            bodies.append(request.body.decode())
         authorization = request.headers.get("authorization", "")
         pair = (
             base64.b64decode(authorization.removeprefix("Basic ")).decode() if authorization else ""
@@ -532,3 +536,35 @@ def test_an_echoed_subject_token_is_redacted(realm: LocalRealm, clock: FakeClock
     assert "[redacted]" in str(caught.value)
     for part in subject.split("."):
         assert part not in str(caught.value) + repr(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 503])
+def test_an_echoed_client_assertion_is_redacted(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    bodies: list[str] = []
+    server = echoing_endpoint(status, bodies)
+    try:
+        credentials = ClientCredentials(
+            CLIENT,
+            private_key=ec.generate_private_key(ec.SECP256R1()),
+            auth_method="private_key_jwt",
+            token_url=f"http://127.0.0.1:{server.port}/token",
+            max_retries=1,
+            **FAST_RETRIES,
+        )
+        with caplog.at_level(logging.DEBUG), pytest.raises(TokenRequestError) as caught:
+            credentials.get_token()
+    finally:
+        server.close()
+
+    error = caught.value
+    assert error.error_description is not None
+    assert "[redacted]" in error.error_description
+    assertions = [parse_qs(body)["client_assertion"][0] for body in bodies]
+    assert len(assertions) == (2 if status == 503 else 1)
+    logged = [record.getMessage() for record in caplog.records]
+    for text in [str(error), repr(error), error.error, error.error_description, *logged]:
+        for assertion in assertions:
+            for form in (assertion, quote_plus(assertion), assertion.split(".")[2]):
+                assert form not in text, (form, text)

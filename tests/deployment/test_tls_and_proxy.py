@@ -1,12 +1,13 @@
 """``verify=`` and ``proxy=``: Keycloak behind a company CA, reached through a proxy.
 
-The realm sits behind an HTTPS front whose certificate comes from a CA made for the test, as
-Keycloak does behind a TLS-terminating proxy; the front is the public URL the tokens name.
+The realm serves HTTPS itself (``LocalRealm(tls=True)``) with a certificate from a CA made for
+the test, which nothing trusts unless it is given ``realm.ca_file``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import subprocess
 import sys
@@ -27,88 +28,62 @@ from keycloak_m2m.testing import LocalRealm
 
 from ..adapters.servers import serve_asgi
 from ..support import AUDIENCE, CLIENT, Validate, add_shop_client
-from .servers import Relay, ThrowawayCA, forward_proxy, https_front, make_ca
+from .servers import forward_proxy
 
 SECRET = "shop-api-secret"
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
-    return make_ca(tmp_path_factory.mktemp("ca"))
-
-
 @pytest.fixture
 def realm() -> Iterator[LocalRealm]:
-    with LocalRealm("shop") as realm:
+    with LocalRealm("shop", tls=True) as realm:
         add_shop_client(realm)
         yield realm
 
 
 @pytest.fixture
-def front(realm: LocalRealm, ca: ThrowawayCA) -> Iterator[Relay]:
-    with https_front(realm.base_url, ca) as front:
-        yield front
+def plain_realm() -> Iterator[LocalRealm]:
+    with LocalRealm("shop") as realm:
+        add_shop_client(realm)
+        yield realm
 
 
-@pytest.fixture
-def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def public_issuer(front: Relay) -> str:
-    return front.url + "/realms/shop"
-
-
-def public_token(realm: LocalRealm, front: Relay) -> str:
-    return realm.mint(CLIENT, claims={"iss": public_issuer(front)})
-
-
-def ca_context(ca: ThrowawayCA) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(ca.ca_file))
+def ca_context(realm: LocalRealm) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(realm.ca_file))
 
 
 # --- the validator ------------------------------------------------------------------------------
 
 
-def test_without_the_ca_the_keys_are_unavailable(
-    realm: LocalRealm, front: Relay, validate: Validate
-) -> None:
-    validator = TokenValidator(public_issuer(front), AUDIENCE)
+def test_without_the_ca_the_keys_are_unavailable(realm: LocalRealm, validate: Validate) -> None:
+    validator = TokenValidator(realm.issuer, AUDIENCE)
 
     with pytest.raises(KeysUnavailable) as refused:
-        validate(validator, public_token(realm, front))
+        validate(validator, realm.mint(CLIENT))
 
     assert refused.value.status_code == 503
-    assert realm.request_count("certs") == 0  # the handshake failed: nothing was relayed
+    assert realm.request_count("certs") == 0  # the handshake failed: no request was made
 
 
 @pytest.mark.parametrize("how", ["path", "context"])
-def test_with_the_ca_tokens_pass(
-    realm: LocalRealm, front: Relay, ca: ThrowawayCA, validate: Validate, how: str
-) -> None:
-    verify = str(ca.ca_file) if how == "path" else ca_context(ca)
-    validator = TokenValidator(public_issuer(front), AUDIENCE, verify=verify)
+def test_with_the_ca_tokens_pass(realm: LocalRealm, validate: Validate, how: str) -> None:
+    verify = str(realm.ca_file) if how == "path" else ca_context(realm)
+    validator = TokenValidator(realm.issuer, AUDIENCE, verify=verify)
 
-    assert validate(validator, public_token(realm, front)).client_id == CLIENT
-    assert front.targets == [realm.jwks_url]
+    assert validate(validator, realm.mint(CLIENT)).client_id == CLIENT
+    assert realm.request_count("certs") == 1
 
 
-def test_the_middleware_answers_503_without_the_ca_and_passes_with_it(
-    realm: LocalRealm, front: Relay, ca: ThrowawayCA
-) -> None:
-    token = public_token(realm, front)
+def test_the_middleware_answers_503_without_the_ca_and_passes_with_it(realm: LocalRealm) -> None:
+    token = realm.mint(CLIENT)
     headers = {"Authorization": f"Bearer {token}"}
 
     async def hello(scope: object, receive: object, send: object) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
         await send({"type": "http.response.body", "body": b"hello"})  # type: ignore[operator]
 
-    untrusting = TokenAuthMiddleware(
-        hello, validator=TokenValidator(public_issuer(front), AUDIENCE)
-    )
+    untrusting = TokenAuthMiddleware(hello, validator=TokenValidator(realm.issuer, AUDIENCE))
     trusting = TokenAuthMiddleware(
-        hello, validator=TokenValidator(public_issuer(front), AUDIENCE, verify=str(ca.ca_file))
+        hello, validator=TokenValidator(realm.issuer, AUDIENCE, verify=str(realm.ca_file))
     )
     with serve_asgi(untrusting) as refusing_url, serve_asgi(trusting) as passing_url:
         refused = httpx.get(refusing_url + "/", headers=headers)
@@ -121,10 +96,8 @@ def test_the_middleware_answers_503_without_the_ca_and_passes_with_it(
 
 
 @pytest.mark.parametrize("driver", ["sync", "async"])
-def test_discovery_uses_the_same_ca(
-    realm: LocalRealm, front: Relay, ca: ThrowawayCA, driver: str
-) -> None:
-    issuer = public_issuer(front)
+def test_discovery_uses_the_same_ca(realm: LocalRealm, driver: str) -> None:
+    issuer = realm.issuer
 
     def discover(**options: object) -> TokenValidator:
         if driver == "sync":
@@ -133,53 +106,52 @@ def test_discovery_uses_the_same_ca(
 
     with pytest.raises(DiscoveryError):
         discover()
-    validator = discover(verify=str(ca.ca_file))
+    validator = discover(verify=str(realm.ca_file))
 
-    assert validator.jwks_url == front.url + "/realms/shop/protocol/openid-connect/certs"
-    assert validator.validate(public_token(realm, front)).client_id == CLIENT
-
-
-def test_discovery_uses_jwks_timeout(front: Relay, ca: ThrowawayCA) -> None:
-    front.discovery_delay = 10.0  # far beyond the timeout below; stopping the front cuts it
-
-    with pytest.raises(DiscoveryError, match="timed out"):
-        TokenValidator.from_discovery(
-            public_issuer(front), AUDIENCE, verify=str(ca.ca_file), jwks_timeout=0.3
-        )
+    assert validator.jwks_url == realm.jwks_url
+    assert validator.validate(realm.mint(CLIENT)).client_id == CLIENT
+    assert realm.request_count("discovery") == 1  # the first attempt failed its handshake
 
 
-def test_ca_bundle_from_the_environment(
-    realm: LocalRealm, front: Relay, ca: ThrowawayCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KEYCLOAK_URL", front.url)
+def test_discovery_uses_jwks_timeout() -> None:
+    # A server that takes the connection and never answers: only the timeout ends the wait.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        issuer = f"http://127.0.0.1:{silent.getsockname()[1]}/realms/shop"
+        with pytest.raises(DiscoveryError, match="timed out"):
+            TokenValidator.from_discovery(issuer, AUDIENCE, jwks_timeout=0.3)
+
+
+def test_ca_bundle_from_the_environment(realm: LocalRealm, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEYCLOAK_URL", realm.base_url)
     monkeypatch.setenv("KEYCLOAK_REALM", "shop")
     monkeypatch.setenv("KEYCLOAK_AUDIENCE", AUDIENCE)
-    monkeypatch.setenv("KEYCLOAK_CA_BUNDLE", str(ca.ca_file))
     monkeypatch.setenv("KEYCLOAK_CLIENT_ID", CLIENT)
     monkeypatch.setenv("KEYCLOAK_CLIENT_SECRET", SECRET)
+    with pytest.raises(KeysUnavailable):
+        TokenValidator.from_env().validate(realm.mint(CLIENT))
 
+    monkeypatch.setenv("KEYCLOAK_CA_BUNDLE", str(realm.ca_file))
     credentials = ClientCredentials.from_env()
     validator = TokenValidator.from_env()
 
-    assert credentials.get_token()
-    assert validator.validate(public_token(realm, front)).client_id == CLIENT
+    assert validator.validate(credentials.get_token()).client_id == CLIENT
 
 
-def test_the_default_still_honours_ssl_cert_file(front: Relay, ca: ThrowawayCA) -> None:
+def test_the_default_still_honours_ssl_cert_file(realm: LocalRealm) -> None:
     # httpx's environment handling, as before verify= existed; a fresh process, because the
     # default CA certificates are loaded once per process.
     script = (
         "import sys; from keycloak_m2m._http import FetchPolicy, fetch; "
         "print(type(fetch(sys.argv[1], FetchPolicy())).__name__)"
     )
-    url = front.url + "/realms/shop/protocol/openid-connect/certs"
+    url = realm.jwks_url
     trusted = subprocess.run(
         [sys.executable, "-c", script, url],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
-        env={"SSL_CERT_FILE": str(ca.ca_file), "PATH": ""},
+        env={"SSL_CERT_FILE": str(realm.ca_file), "PATH": ""},
     )
     untrusted = subprocess.run(
         [sys.executable, "-c", script, url],
@@ -197,24 +169,27 @@ def test_the_default_still_honours_ssl_cert_file(front: Relay, ca: ThrowawayCA) 
 # --- the client ---------------------------------------------------------------------------------
 
 
-def test_the_client_trusts_the_ca_it_is_given(
-    realm: LocalRealm, front: Relay, ca: ThrowawayCA
-) -> None:
-    token_url = front.url + "/realms/shop/protocol/openid-connect/token"
+@pytest.mark.parametrize("how", ["path", "context"])
+def test_the_client_trusts_the_ca_it_is_given(realm: LocalRealm, how: str) -> None:
+    verify = str(realm.ca_file) if how == "path" else ca_context(realm)
 
     with pytest.raises(TokenRequestError):
-        ClientCredentials(CLIENT, SECRET, token_url=token_url, max_retries=0).get_token()
-    trusting = ClientCredentials(CLIENT, SECRET, token_url=token_url, verify=ca_context(ca))
+        ClientCredentials(CLIENT, SECRET, token_url=realm.token_url, max_retries=0).get_token()
+    trusting = ClientCredentials(CLIENT, SECRET, token_url=realm.token_url, verify=verify)
 
-    assert TokenValidator(realm.issuer, AUDIENCE).validate(trusting.get_token()).client_id == CLIENT
+    validator = TokenValidator(realm.issuer, AUDIENCE, verify=verify)
+    assert validator.validate(trusting.get_token()).client_id == CLIENT
     assert asyncio.run(trusting.renew_token_async(trusting.get_token()))
+    assert realm.request_count("token") == 2  # the untrusting attempt never got through
 
 
 # --- proxies ------------------------------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("no_proxy_variables")
-def test_keys_and_tokens_go_through_the_proxy(realm: LocalRealm) -> None:
+def test_keys_and_tokens_go_through_the_proxy(plain_realm: LocalRealm) -> None:
+    realm = plain_realm
+
     async def through(proxy: str) -> str:
         credentials = ClientCredentials(CLIENT, SECRET, token_url=realm.token_url, proxy=proxy)
         validator = TokenValidator(realm.issuer, AUDIENCE, proxy=proxy)
@@ -231,7 +206,9 @@ def test_keys_and_tokens_go_through_the_proxy(realm: LocalRealm) -> None:
 
 
 @pytest.mark.usefixtures("no_proxy_variables")
-def test_without_a_proxy_nothing_goes_through_one(realm: LocalRealm) -> None:
+def test_without_a_proxy_nothing_goes_through_one(plain_realm: LocalRealm) -> None:
+    realm = plain_realm
+
     with forward_proxy() as proxy:
         TokenValidator(realm.issuer, AUDIENCE).validate(realm.mint(CLIENT))
 

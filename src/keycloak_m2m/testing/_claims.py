@@ -7,8 +7,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ._assertions import AssertionKey
 
 CURRENT_KEYCLOAK: Final = 26
 
@@ -116,7 +119,8 @@ class ScopeRule:
 @dataclass(frozen=True)
 class Client:
     client_id: str
-    secret: str = field(repr=False)
+    # None for a client that authenticates otherwise (a signed JWT, its TLS certificate).
+    secret: str | None = field(repr=False)
     realm_roles: tuple[str, ...]
     client_roles: tuple[tuple[str, tuple[str, ...]], ...]
     audience: tuple[str, ...]
@@ -133,6 +137,8 @@ class Client:
     certificate_bound: bool = False
     # The x5t#S256 of the certificate this request authenticated with, for its token's cnf.
     bound_to: str | None = None
+    # Authenticates with RFC 7523 assertions signed by this key (Keycloak's "Signed JWT").
+    assertion_key: AssertionKey | None = None
 
     def allowed_origins(self) -> tuple[str, ...]:
         """The Web Origins as Keycloak resolves them: "+" stands for the origins of the
@@ -150,7 +156,7 @@ class Client:
 def make_client(
     layout: Layout,
     client_id: str,
-    secret: str,
+    secret: str | None,
     *,
     realm_roles: Iterable[str],
     client_roles: Mapping[str, Iterable[str]],
@@ -163,10 +169,12 @@ def make_client(
     lightweight_tokens: bool,
     certificate_bound: bool = False,
     dpop_bound: bool = False,
+    assertion_key: AssertionKey | None = None,
 ) -> Client:
     """A client from ``add_client``'s arguments, each checked."""
     if not client_id:
         raise ValueError("client_id must not be empty")
+    _check_credentials(secret, assertion_key, certificate_bound)
     if lightweight_tokens and not layout.lightweight_tokens:
         raise ValueError("lightweight access tokens need keycloak_version 24 or later")
     origins = strings(web_origins, "web_origins")
@@ -188,7 +196,21 @@ def make_client(
         lightweight_tokens=lightweight_tokens,
         certificate_bound=certificate_bound,
         dpop_bound=dpop_bound,
+        assertion_key=assertion_key,
     )
+
+
+def _check_credentials(
+    secret: str | None, assertion_key: AssertionKey | None, certificate_bound: bool
+) -> None:
+    # A Keycloak client has one Client Authenticator: a secret, a signed JWT or X509.
+    if assertion_key is None and secret is None and not certificate_bound:
+        raise ValueError("a client needs a secret, a public_key or jwks_url, or certificate_bound")
+    if assertion_key is not None and (secret is not None or certificate_bound):
+        raise ValueError(
+            "a client signing JWTs (public_key, jwks_url) has no secret and is not "
+            "certificate_bound: a Keycloak client has one Client Authenticator"
+        )
 
 
 def _scope_rule(

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from .._errors import InvalidDPoPProof
+from ._assertions import assertion_client
 from ._claims import Client, introspection, userinfo
 from ._keys import SUPPORTED_ALGORITHMS, public_key_base64
 from ._protocol import (
@@ -41,7 +42,7 @@ Endpoint: TypeAlias = Literal[
 ]
 _ACCESS_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 _TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
-_AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post")
+_AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 _POST_OPTIONS: Final = "POST, OPTIONS"
 
 
@@ -103,6 +104,7 @@ def _discovery_document(realm: LocalRealm) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
         "token_endpoint_auth_methods_supported": list(_AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": list(_AUTH_METHODS),
         "claims_supported": ["aud", "sub", "iss", "preferred_username", "acr", "azp"],
         "claim_types_supported": ["normal"],
@@ -118,15 +120,24 @@ def _discovery_document(realm: LocalRealm) -> dict[str, Any]:
 
 
 def _authenticate(realm: LocalRealm, request: Request, form: Mapping[str, str]) -> Client:
+    if "client_assertion" in form or "client_assertion_type" in form:
+        if "client_secret" in form or _has_basic_credentials(request):
+            raise OAuthError(400, "invalid_request", "Multiple client authentication methods")
+        return assertion_client(realm, form)
     client_id, secret = presented_credentials(request, form)
     client = realm._client_or_none(client_id)
     if client is not None and client.certificate_bound and client.enabled:
         return _certificate_client(client, request)
-    if client is None or secret is None or not client.enabled:
+    if client is None or secret is None or client.secret is None or not client.enabled:
         raise invalid_client()
     if not hmac.compare_digest(client.secret.encode("utf-8"), secret.encode("utf-8")):
         raise invalid_client()
     return client
+
+
+def _has_basic_credentials(request: Request) -> bool:
+    scheme, _, _ = request.headers.get("authorization", "").strip().partition(" ")
+    return scheme.lower() == "basic"
 
 
 def _certificate_client(client: Client, request: Request) -> Client:

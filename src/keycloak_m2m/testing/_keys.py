@@ -343,6 +343,37 @@ def verified_payload(token: str, key_named: Callable[[str], Key | None]) -> dict
     return payload
 
 
+def verifying_key(key: object) -> PublicKey | None:
+    """``key`` if it is a public key the realm's algorithms verify with (RSA, P-256/384/521,
+    Ed25519), else None."""
+    if isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVE_ALGORITHMS:
+        return key
+    return None
+
+
+def _key_algorithms(public_key: PublicKey) -> tuple[str, ...]:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return RSA_ALGORITHMS
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return (_CURVE_ALGORITHMS[public_key.curve.name],)
+    return ("EdDSA",)
+
+
+def signature_valid(
+    signing_input: bytes, signature: bytes, algorithm: str, public_key: PublicKey
+) -> bool:
+    """Whether ``signature`` is ``public_key``'s over ``signing_input`` with ``algorithm``, an
+    algorithm that fits the key's type and curve."""
+    if algorithm not in _key_algorithms(public_key):
+        return False
+    try:
+        return bool(_JWS_SIGNERS[algorithm].verify(signing_input, public_key, signature))
+    except (ValueError, TypeError):  # e.g. an ECDSA signature of the wrong length
+        return False
+
+
 def half_hash(token: str, algorithm: str) -> str:
     """at_hash for ``token`` signed with ``algorithm``: the left half of its hash, base64url."""
     digest = _HASHES.get(algorithm[-3:], hashlib.sha512)(token.encode("ascii")).digest()

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from .._dpop import ProofChecker, ProofPolicy
 from .._jose import json_parser
 from .._replay import MemoryReplayCache
+from ._assertions import assertion_key
 from ._claims import (
     CURRENT_KEYCLOAK,
     Client,
@@ -46,6 +47,7 @@ from ._keys import (
     Key,
     KeyRing,
     PrivateKey,
+    PublicKey,
     compact_json,
     composed,
     half_hash,
@@ -120,6 +122,9 @@ class LocalRealm(FaultInjection):
             json_parser(accept_duplicate_members=False),
         )
         self._dpop_replay = MemoryReplayCache()
+        # The jti of every client assertion accepted, refused when seen again (realm-wide, as
+        # Keycloak's single-use store: re-adding a client does not forget them).
+        self._assertion_replay = MemoryReplayCache(clock=clock)
         oidc = f"{self._path}/protocol/openid-connect"
         self._routes: Mapping[str, Endpoint] = {
             self._path: "realm",
@@ -273,7 +278,7 @@ class LocalRealm(FaultInjection):
     def add_client(
         self,
         client_id: str,
-        secret: str,
+        secret: str | None = None,
         *,
         realm_roles: Iterable[str] = (),
         client_roles: Mapping[str, Iterable[str]] = _NO_CLIENT_ROLES,
@@ -286,9 +291,14 @@ class LocalRealm(FaultInjection):
         lightweight_tokens: bool = False,
         certificate_bound: bool = False,
         dpop_bound: bool = False,
+        public_key: PublicKey | str | bytes | None = None,
+        jwks_url: str | None = None,
     ) -> None:
         """Register (or replace) a confidential client with a service account.
 
+        The client authenticates with ``secret``, or with RFC 7523 assertions signed by the key
+        registered as ``public_key`` (a key object, or PEM of a key or certificate) or
+        published at ``jwks_url``, or with its TLS certificate (``certificate_bound``).
         See docs/testing.md for every option; ``scopes`` keeps its earlier meaning (the request
         picks among them, all when it names none) and cannot be combined with
         ``default_scopes``/``optional_scopes``, which follow Keycloak's rule.
@@ -308,6 +318,7 @@ class LocalRealm(FaultInjection):
             lightweight_tokens=lightweight_tokens,
             certificate_bound=certificate_bound,
             dpop_bound=dpop_bound,
+            assertion_key=assertion_key(public_key, jwks_url),
         )
         with self._lock:
             self._clients[client_id] = client
