@@ -13,9 +13,7 @@ import os
 import ssl
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,7 +25,14 @@ from ._binding import (
     check_certificate,
     matches,
 )
-from ._claims import PROFILES, ClaimPolicy, Profile, check_claims, dpop_thumbprint
+from ._claims import (
+    PROFILES,
+    ClaimPolicy,
+    Profile,
+    VerifiedClaims,
+    check_claims,
+    dpop_thumbprint,
+)
 from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
 from ._environment import validator_settings
 from ._errors import CertificateMismatch, InvalidDPoPProof, InvalidSignature, InvalidToken
@@ -58,6 +63,7 @@ from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._steady import steady_clock
+from ._token_cache import Verified, VerifiedTokens
 
 __all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
 
@@ -71,31 +77,13 @@ _DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Distinct header segments seen in practice are a handful per issuer; the bound only stops a
 # flood of crafted headers from growing memory.
 _HEADER_CACHE_SIZE = 64
-# Hashing a whole 1.4 KB token costs more than the rest of a cache hit. The end of its signature
-# is as distinctive (192 bits here), and a hit is trusted only after the whole stored token
-# compares equal, so a token sharing that end with a verified one is merely a miss.
-_CACHE_KEY_CHARS = 32
+# Per-token locks are keyed like the caches: by the end of the token's signature.
+_LOCK_KEY_CHARS = 32
 _INTROSPECTION_MAX_BYTES = 64 * 1024
 
 
 class DiscoveryError(Exception):
     """The discovery document could not be fetched or does not describe the expected issuer."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Verified:
-    token: str
-    principal: Principal
-    key: VerificationKey | None  # None: an opaque token, vouched for by introspection alone
-    valid_until: float
-    certificate: str | None  # the thumbprint of the certificate the token is bound to
-    introspected: bool
-    # The thumbprint of the DPoP key the token is bound to (None: not DPoP-bound), and whether
-    # the token passes without a proof, which is all a cache hit of a bearer token reads.
-    jkt: str | None
-    bearer: bool
-    # What a proof's ath must be: the token's hash, computed once per token, not per request.
-    ath: str | None
 
 
 class TokenValidator:
@@ -126,6 +114,7 @@ class TokenValidator:
         jwks_timeout: float = 5.0,
         jwks_max_bytes: int = 256 * 1024,
         token_cache_size: int = 4096,
+        token_cache_bytes: int = 32 * 1024 * 1024,
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
         certificate_bound: CertificateBound = "allowed",
@@ -151,10 +140,11 @@ class TokenValidator:
             _require(_is_number(value) and value > 0, f"{name} must be a number > 0")
         for name, count in (("max_token_size", max_token_size), ("jwks_max_bytes", jwks_max_bytes)):
             _require(_is_count(count) and count > 0, f"{name} must be an integer > 0")
-        _require(
-            _is_count(token_cache_size) and token_cache_size >= 0,
-            "token_cache_size must be an integer >= 0",
-        )
+        for name, count in (
+            ("token_cache_size", token_cache_size),
+            ("token_cache_bytes", token_cache_bytes),
+        ):
+            _require(_is_count(count) and count >= 0, f"{name} must be an integer >= 0")
         _require(callable(clock), "clock must be a callable returning the time in seconds")
         _require(
             certificate_bound in ("allowed", "required"),
@@ -206,8 +196,8 @@ class TokenValidator:
             connection=Connection.create(verify, proxy),
         )
         self._headers: dict[bytes, Header] = {}
-        self._verified: OrderedDict[str, _Verified] = OrderedDict()
-        self._token_cache_size = token_cache_size
+        self._verified = VerifiedTokens(token_cache_size, token_cache_bytes)
+        self._verified_lock = threading.Lock()  # for changes to the cache: its byte count
         self._dpop: DPoPMode = dpop
         # Without a shared secret each replica has its own: fine for one replica only.
         nonce_secret = (dpop_nonce_secret or os.urandom(32)) if dpop_nonce else None
@@ -321,7 +311,7 @@ class TokenValidator:
                         self._fetch_keys(step)
                     step = flow.send(None)
             except StopIteration as finished:
-                entry = finished.value
+                entry = self._keep(finished.value)
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not self._replay.first_use(
             verdict.replay_key, verdict.replay_ttl
@@ -354,7 +344,7 @@ class TokenValidator:
                         await shared(self._fetch_keys_async(step))
                     step = flow.send(None)
             except StopIteration as finished:
-                entry = finished.value
+                entry = self._keep(finished.value)
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not await self._replay.first_use_async(
             verdict.replay_key, verdict.replay_ttl
@@ -364,7 +354,7 @@ class TokenValidator:
 
     def _sender_check(
         self,
-        entry: _Verified,
+        entry: Verified,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -437,7 +427,7 @@ class TokenValidator:
         client = self._introspection
         assert client is not None
         # Concurrent checks of one token wait here for the first one's request.
-        with self._introspection_locks.hold(step.token[-_CACHE_KEY_CHARS:]):
+        with self._introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
             if client.entry(step.token) is step.seen:
                 form, headers = client.request(step.token)
                 outcome = fetch(client.endpoint, self._introspection_policy, form, headers)
@@ -446,7 +436,7 @@ class TokenValidator:
     async def _introspect_async(self, step: Introspect) -> None:
         client = self._introspection
         assert client is not None
-        async with self._async_introspection_locks.hold(step.token[-_CACHE_KEY_CHARS:]):
+        async with self._async_introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
             if client.entry(step.token) is step.seen:
                 form, headers = client.request(step.token)
                 outcome = await fetch_async(
@@ -477,7 +467,7 @@ class TokenValidator:
 
     def _flow(
         self, token: str, certificate: ClientCertificate | None, introspect: bool
-    ) -> Generator[FetchDue | Introspect, None, _Verified]:
+    ) -> Generator[FetchDue | Introspect, None, Verified]:
         introspecting = self._introspecting(introspect)
         if self._introspection is not None and is_opaque(token, self._max_token_size):
             return (yield from self._opaque_flow(token, certificate))
@@ -497,6 +487,7 @@ class TokenValidator:
             raise InvalidSignature()
         bound = self._check_binding(claims, certificate)
         introspected_until: float | None = None
+        read = VerifiedClaims(token, self._parse_json)
         if self._introspection is not None and "aud" not in claims:
             # A lightweight token (Keycloak 24+): its audience, roles and scopes are in the
             # introspection answer, and the claim checks need them.
@@ -505,24 +496,25 @@ class TokenValidator:
             )
             assert answer is not None  # needed: no answer was refused
             claims = merged_claims(claims, answer)
-        principal = check_claims(claims, self._policy, self._clock())
+            read = VerifiedClaims(claims)
+        principal = check_claims(claims, self._policy, self._clock(), read)
         if introspecting and introspected_until is None:
             _, introspected_until = yield from self._introspected(
                 token, principal.expires_at, needed=False
             )
-        return self._remember(token, principal, key, bound, introspected_until, claims)
+        return self._verdict(token, principal, key, bound, introspected_until, claims)
 
     def _opaque_flow(
         self, token: str, certificate: ClientCertificate | None
-    ) -> Generator[Introspect, None, _Verified]:
+    ) -> Generator[Introspect, None, Verified]:
         """A token that is not a JWT: only the issuer can say what it is, and its answer's
         claims go through the same checks as a JWT's."""
         answer, until = yield from self._introspected(token, None, needed=True)
         assert answer is not None  # needed: no answer was refused
         claims = merged_claims({}, answer)
         bound = self._check_binding(claims, certificate)
-        principal = check_claims(claims, self._policy, self._clock())
-        return self._remember(token, principal, None, bound, until, claims)
+        principal = check_claims(claims, self._policy, self._clock(), VerifiedClaims(claims))
+        return self._verdict(token, principal, None, bound, until, claims)
 
     def _introspecting(self, introspect: bool) -> bool:
         client = self._introspection
@@ -587,27 +579,28 @@ class TokenValidator:
 
     def _entry(
         self, token: str, client_certificate: ClientCertificate | None, introspect: bool
-    ) -> _Verified | None:
+    ) -> Verified | None:
         if type(token) is not str:
             return None  # input the full path will refuse
-        cache_key = token[-_CACHE_KEY_CHARS:]
-        entry = self._verified.get(cache_key)
-        if entry is None or entry.token != token:
+        entry = self._verified.get(token)
+        if entry is None:
             return None
         if self._steady() < entry.valid_until and (entry.key is None or not entry.key.retired):
             if entry.certificate is not None and not matches(entry.certificate, client_certificate):
                 return None  # the full path says why
             if introspect and not entry.introspected:
                 return None
-            try:
-                self._verified.move_to_end(cache_key)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
             return entry
-        self._verified.pop(cache_key, None)
+        with self._verified_lock:
+            self._verified.drop(token)
         return None
 
-    def _remember(
+    def _keep(self, entry: Verified) -> Verified:
+        with self._verified_lock:
+            self._verified.keep(entry)
+        return entry
+
+    def _verdict(
         self,
         token: str,
         principal: Principal,
@@ -615,7 +608,7 @@ class TokenValidator:
         certificate: str | None,
         introspected_until: float | None,
         claims: dict[str, Any],
-    ) -> _Verified:
+    ) -> Verified:
         # For what is left of the token's life, in elapsed time, and until the key set is due for
         # a refresh: then the full path checks both again. An introspected token, until the
         # introspection's outcome goes stale.
@@ -624,7 +617,7 @@ class TokenValidator:
         if introspected_until is not None:
             valid_until = min(valid_until, introspected_until)
         jkt = dpop_thumbprint(claims)
-        entry = _Verified(
+        return Verified(
             token,
             principal,
             key,
@@ -635,15 +628,6 @@ class TokenValidator:
             jkt is None and self._dpop != "required",
             None if jkt is None else access_token_hash(token),
         )
-        if not self._token_cache_size:
-            return entry
-        self._verified[token[-_CACHE_KEY_CHARS:]] = entry
-        if len(self._verified) > self._token_cache_size:
-            try:
-                self._verified.popitem(last=False)
-            except KeyError:  # emptied by another thread meanwhile
-                pass
-        return entry
 
 
 # --- configuration helpers ---------------------------------------------------------------------
