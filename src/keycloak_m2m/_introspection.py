@@ -212,8 +212,8 @@ class IntrospectionClient:
 
     def record(
         self, token: str, outcome: bytes | str, now: float, wall: float, expires_at: float | None
-    ) -> None:
-        """Cache the outcome of a request: the body, or why there is none.
+    ) -> Entry:
+        """Cache the outcome of a request, the body or why there is none; the entry cached.
 
         ``now`` is on the steady clock, which the cache's lifetimes are measured on; ``wall`` on
         the wall clock, which the answer's and the token's ``exp`` name instants of.
@@ -243,6 +243,7 @@ class IntrospectionClient:
                 self._entries.popitem(last=False)
             except KeyError:  # emptied by another thread meanwhile
                 pass
+        return entry
 
     def _assertion(self) -> str:
         now = int(time.time())

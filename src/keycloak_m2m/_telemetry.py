@@ -29,6 +29,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 if TYPE_CHECKING:
     from ._binding import ClientCertificate
+    from ._http import FetchFailure
+    from ._introspection import Entry
     from ._principal import Principal
 
 __all__ = ["API_INSTALLED", "ValidatorTelemetry", "inject_trace_context", "token_request"]
@@ -100,6 +102,12 @@ class _Instruments:
         self.key_fetch_duration = meter.create_histogram(
             "keycloak_m2m.key_set.fetch.duration", "s", "Duration of key-set fetches"
         )
+        self.introspections = meter.create_counter(
+            "keycloak_m2m.introspections", "{request}", "Introspection requests, by outcome"
+        )
+        self.introspection_duration = meter.create_histogram(
+            "keycloak_m2m.introspection.duration", "s", "Duration of introspection requests"
+        )
         self.token_requests = meter.create_counter(
             "keycloak_m2m.token_requests", "{request}", "Token requests (and exchanges), by outcome"
         )
@@ -132,6 +140,8 @@ class _Instruments:
     validation_duration: metrics.Histogram
     key_fetches: metrics.Counter
     key_fetch_duration: metrics.Histogram
+    introspections: metrics.Counter
+    introspection_duration: metrics.Histogram
     token_requests: metrics.Counter
     token_request_duration: metrics.Histogram
 
@@ -228,7 +238,8 @@ class WatchedValidator(Protocol):
 
 
 class _Off:
-    """The probe handed out while no SDK is configured: every method does nothing."""
+    """The probe (of a key fetch, of an introspection) handed out while no SDK is configured:
+    every method does nothing."""
 
     __slots__ = ()
 
@@ -238,7 +249,7 @@ class _Off:
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         return None
 
-    def done(self, outcome: object, adopted: bool, key_count: int) -> None:
+    def done(self, *_details: object) -> None:
         return None
 
 
@@ -341,6 +352,58 @@ class _KeyFetch:
 FetchProbe = _KeyFetch | _Off
 
 
+class _Introspection:
+    """One introspection request: a ``keycloak_m2m.introspect`` span and its metrics.
+
+    Its attributes are the request's and the verdict's kind, never the token or the answer's
+    claims: ``keycloak_m2m.client_id`` is the resource server's own, that it authenticates with.
+    """
+
+    __slots__ = ("_attributes", "_ended", "_span")
+
+    def __init__(self, endpoint: str, client_id: str) -> None:
+        self._attributes = {URL: endpoint, CLIENT_ID: client_id}
+        self._ended = False
+
+    def __enter__(self) -> _Introspection:
+        self._span = _Span("keycloak_m2m.introspect", self._attributes)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        if not self._ended:  # interrupted (a cancelled task) before the answer was recorded
+            self._end({OUTCOME: "failed", ERROR_TYPE: _error_type(error) if error else "unknown"})
+
+    def done(self, outcome: bytes | FetchFailure, entry: Entry) -> None:
+        """``outcome``: the answer's body or the FetchFailure; ``entry``: what was cached of it."""
+        status = 200 if isinstance(outcome, bytes) else outcome.status
+        attributes: dict[str, Any] = {}
+        if status is not None:
+            attributes[STATUS] = status
+        reason = getattr(entry, "reason", None)  # a Failed entry: no verdict
+        if reason is not None:
+            attributes[OUTCOME] = "failed"
+            attributes[ERROR_TYPE] = reason
+        else:
+            attributes[OUTCOME] = "inactive" if getattr(entry, "claims", None) is None else "active"
+        self._end(attributes)
+
+    def _end(self, attributes: dict[str, Any]) -> None:
+        self._ended = True
+        # An inactive token is a verdict, not a failure of the request: only "failed" is ERROR.
+        seconds = self._span.end(attributes, attributes[OUTCOME] == "failed")
+        labels = {OUTCOME: attributes[OUTCOME]}
+        _instruments.introspections.add(1, labels)
+        _instruments.introspection_duration.record(seconds, labels)
+
+
+IntrospectionProbe = _Introspection | _Off
+
+
 class ValidatorTelemetry:
     """The telemetry of one TokenValidator: its probes, and its cache counts once switched on."""
 
@@ -362,6 +425,9 @@ class ValidatorTelemetry:
 
     def key_fetch(self, url: str) -> _KeyFetch | _Off:
         return _KeyFetch(url) if _on() else _OFF
+
+    def introspection(self, endpoint: str, client_id: str) -> _Introspection | _Off:
+        return _Introspection(endpoint, client_id) if _on() else _OFF
 
     def key_set_age(self) -> float | None:
         validator = self._validator()

@@ -429,20 +429,26 @@ class TokenValidator:
         # Concurrent checks of one token wait here for the first one's request.
         with self._introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
             if client.entry(step.token) is step.seen:
-                form, headers = client.request(step.token)
-                outcome = fetch(client.endpoint, self._introspection_policy, form, headers)
-                self._record_answer(step, outcome)
+                with self._telemetry.introspection(
+                    client.endpoint, client.config.client_id
+                ) as probe:
+                    form, headers = client.request(step.token)
+                    outcome = fetch(client.endpoint, self._introspection_policy, form, headers)
+                    self._record_answer(step, outcome, probe)
 
     async def _introspect_async(self, step: Introspect) -> None:
         client = self._introspection
         assert client is not None
         async with self._async_introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
             if client.entry(step.token) is step.seen:
-                form, headers = client.request(step.token)
-                outcome = await fetch_async(
-                    client.endpoint, self._introspection_policy, form, headers
-                )
-                self._record_answer(step, outcome)
+                with self._telemetry.introspection(
+                    client.endpoint, client.config.client_id
+                ) as probe:
+                    form, headers = client.request(step.token)
+                    outcome = await fetch_async(
+                        client.endpoint, self._introspection_policy, form, headers
+                    )
+                    self._record_answer(step, outcome, probe)
 
     @property
     def _introspection_policy(self) -> FetchPolicy:
@@ -453,15 +459,21 @@ class TokenValidator:
             self._fetch_policy.connection,  # the key endpoint's TLS and proxy settings
         )
 
-    def _record_answer(self, step: Introspect, outcome: bytes | FetchFailure) -> None:
+    def _record_answer(
+        self,
+        step: Introspect,
+        outcome: bytes | FetchFailure,
+        probe: _telemetry.IntrospectionProbe,
+    ) -> None:
         assert self._introspection is not None
-        self._introspection.record(
+        entry = self._introspection.record(
             step.token,
             outcome.reason if isinstance(outcome, FetchFailure) else outcome,
             self._steady(),
             self._clock(),
             step.expires_at,
         )
+        probe.done(outcome, entry)
 
     # --- the flow -----------------------------------------------------------------------------
 

@@ -16,13 +16,13 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
-from keycloak_m2m import ClientCredentials, KeysUnavailable, TokenValidator
+from keycloak_m2m import ClientCredentials, Introspection, KeysUnavailable, TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
 from ..adapters.apps import fastapi_dependency, fastapi_middleware, flask_sync
 from ..adapters.servers import serve_asgi, serve_wsgi
 from ..otel_sdk import Telemetry, attributes
-from ..support import CLIENT, GRACE, FakeClock, Validate
+from ..support import AUDIENCE, CLIENT, GRACE, FakeClock, Validate
 
 SERVED: dict[str, tuple[Callable[[TokenValidator], Any], Callable[[Any], Any]]] = {
     "asgi-middleware": (fastapi_middleware, serve_asgi),
@@ -120,7 +120,9 @@ def test_names_and_units_follow_the_conventions(
     telemetry: Telemetry, realm: LocalRealm, make_validator: Callable[..., TokenValidator]
 ) -> None:
     caller = ClientCredentials(CLIENT, "shop-api-secret", token_url=realm.token_url)
-    make_validator().validate(caller.get_token())
+    realm.add_client(AUDIENCE, "rs-secret")
+    introspecting = make_validator(introspection=Introspection(AUDIENCE, "rs-secret"))
+    introspecting.validate(caller.get_token())
     telemetry.metrics()
     units = telemetry.units()
     assert {name: unit for name, unit in units.items() if name.startswith("keycloak_m2m.")} == {
@@ -133,6 +135,8 @@ def test_names_and_units_follow_the_conventions(
         "keycloak_m2m.key_set.age": "s",
         "keycloak_m2m.token_requests": "{request}",
         "keycloak_m2m.token_request.duration": "s",
+        "keycloak_m2m.introspections": "{request}",
+        "keycloak_m2m.introspection.duration": "s",
     }
 
 

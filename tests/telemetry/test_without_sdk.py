@@ -20,7 +20,7 @@ sys.meta_path.insert(0, Absent())
 
 SCENARIO = """
 import asyncio, httpx
-from keycloak_m2m import ClientCredentials, TokenValidator, _telemetry
+from keycloak_m2m import ClientCredentials, Introspection, TokenValidator, _telemetry
 from keycloak_m2m.testing import LocalRealm
 from keycloak_m2m.testing._server import HttpServer, Response
 
@@ -37,6 +37,12 @@ with LocalRealm("shop") as realm:
     validator.validate(token)
     asyncio.run(validator.validate_async(token))
     validator.cached(token)
+    realm.add_client("svc", "svc-secret")
+    introspection = Introspection("svc", "svc-secret")
+    introspecting = TokenValidator(realm.issuer, "svc", introspection=introspection)
+    introspecting.validate(token)
+    asyncio.run(introspecting.validate_async(realm.mint("shop-api")))
+    assert realm.request_count("introspect") == 2
     server = HttpServer(handle)
     with httpx.Client(auth=caller) as client:
         client.get(f"http://127.0.0.1:{server.port}/")
