@@ -105,6 +105,8 @@ def refuse_non_finite(members: dict[str, Any]) -> None:
     parser refuses the literal ``Infinity``, not ``1e999999``. The parser bounds the depth."""
     for value in members.values():
         kind = type(value)
+        if kind is str:  # most claims: one test, not three
+            continue
         if kind is dict:
             refuse_non_finite(value)
         elif kind is list:

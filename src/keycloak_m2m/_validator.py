@@ -1,8 +1,10 @@
-"""TokenValidator: one validation flow, driven by a sync and an async driver.
+"""TokenValidator: one validation, attempted without I/O, driven by a sync and an async driver.
 
-The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields a
-``FetchDue``; the driver fetches under its own lock unless another caller already did, records the
-outcome, and resumes the flow. The two drivers are the only code with locks and network access.
+An attempt (``_attempt``) validates with what is at hand, or names what is missing: the key set
+(``FetchDue``) or an introspection answer (``Introspect``). The driver gets it, under its own
+lock unless another caller already did, records the outcome, and attempts again, saying what it
+got, so that nothing is asked for twice. Most validations need one attempt, a plain call. The two
+drivers are the only code with locks and network access.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -301,17 +303,19 @@ class TokenValidator:
         """
         entry = self._entry(token, client_certificate, introspect)
         if entry is None:
-            flow = self._flow(token, client_certificate, introspect)
-            try:
-                step = next(flow)
-                while True:
-                    if isinstance(step, Introspect):
-                        self._introspect(step)
-                    else:
-                        self._fetch_keys(step)
-                    step = flow.send(None)
-            except StopIteration as finished:
-                entry = self._keep(finished.value)
+            fetched = introspected = False
+            outcome = self._attempt(token, client_certificate, introspect)
+            while not isinstance(outcome, Verified):
+                if isinstance(outcome, Introspect):
+                    self._introspect(outcome)
+                    introspected = True
+                else:
+                    self._fetch_keys(outcome)
+                    fetched = True
+                outcome = self._attempt(
+                    token, client_certificate, introspect, fetched, introspected
+                )
+            entry = self._keep(outcome)
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not self._replay.first_use(
             verdict.replay_key, verdict.replay_ttl
@@ -332,19 +336,21 @@ class TokenValidator:
         """``validate`` without blocking the event loop."""
         entry = self._entry(token, client_certificate, introspect)
         if entry is None:
-            flow = self._flow(token, client_certificate, introspect)
-            try:
-                step = next(flow)
-                while True:
-                    # Shared: a caller cancelled while the request is in flight neither aborts
-                    # it nor leaves it to be made again.
-                    if isinstance(step, Introspect):
-                        await shared(self._introspect_async(step))
-                    else:
-                        await shared(self._fetch_keys_async(step))
-                    step = flow.send(None)
-            except StopIteration as finished:
-                entry = self._keep(finished.value)
+            fetched = introspected = False
+            outcome = self._attempt(token, client_certificate, introspect)
+            while not isinstance(outcome, Verified):
+                # Shared: a caller cancelled while the request is in flight neither aborts it
+                # nor leaves it to be made again.
+                if isinstance(outcome, Introspect):
+                    await shared(self._introspect_async(outcome))
+                    introspected = True
+                else:
+                    await shared(self._fetch_keys_async(outcome))
+                    fetched = True
+                outcome = self._attempt(
+                    token, client_certificate, introspect, fetched, introspected
+                )
+            entry = self._keep(outcome)
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not await self._replay.first_use_async(
             verdict.replay_key, verdict.replay_ttl
@@ -475,26 +481,38 @@ class TokenValidator:
         )
         probe.done(outcome, entry)
 
-    # --- the flow -----------------------------------------------------------------------------
+    # --- the attempt --------------------------------------------------------------------------
 
-    def _flow(
-        self, token: str, certificate: ClientCertificate | None, introspect: bool
-    ) -> Generator[FetchDue | Introspect, None, Verified]:
+    def _attempt(
+        self,
+        token: str,
+        certificate: ClientCertificate | None,
+        introspect: bool,
+        fetched: bool = False,
+        introspected: bool = False,
+    ) -> Verified | FetchDue | Introspect:
+        """The verdict on ``token`` from what is at hand, or what is missing for one.
+
+        ``fetched`` and ``introspected`` say what the driver got since the first attempt: it is
+        not asked for again, so a validation takes at most three attempts.
+        """
         introspecting = self._introspecting(introspect)
         if self._introspection is not None and is_opaque(token, self._max_token_size):
-            return (yield from self._opaque_flow(token, certificate))
+            return self._opaque_attempt(token, certificate, introspected)
         header_segment, payload_segment, signature_segment = split_token(
             token, self._max_token_size
         )
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
         claims = decode_json_object(payload_segment, self._parse_json)
         signature = b64url_decode(signature_segment)
-        keys = self._keys.select(header.kid, header.alg, self._steady())
-        if isinstance(keys, FetchDue):
-            yield keys
+        if fetched:
             keys = self._keys.select_settled(header.kid, header.alg, self._steady())
-        signing_input = header_segment + b"." + payload_segment
-        key = verifying_key(keys, header.alg, signing_input, signature)
+        else:
+            selected = self._keys.select(header.kid, header.alg, self._steady())
+            if isinstance(selected, FetchDue):
+                return selected
+            keys = selected
+        key = verifying_key(keys, header.alg, header_segment + b"." + payload_segment, signature)
         if key is None:
             raise InvalidSignature()
         bound = self._check_binding(claims, certificate)
@@ -503,25 +521,30 @@ class TokenValidator:
         if self._introspection is not None and "aud" not in claims:
             # A lightweight token (Keycloak 24+): its audience, roles and scopes are in the
             # introspection answer, and the claim checks need them.
-            answer, introspected_until = yield from self._introspected(
-                token, claims.get("exp"), needed=True
-            )
+            found = self._introspected(token, claims.get("exp"), True, introspected)
+            if isinstance(found, Introspect):
+                return found
+            answer, introspected_until = found
             assert answer is not None  # needed: no answer was refused
             claims = merged_claims(claims, answer)
             read = VerifiedClaims(claims)
         principal = check_claims(claims, self._policy, self._clock(), read)
         if introspecting and introspected_until is None:
-            _, introspected_until = yield from self._introspected(
-                token, principal.expires_at, needed=False
-            )
+            found = self._introspected(token, principal.expires_at, False, introspected)
+            if isinstance(found, Introspect):
+                return found
+            introspected_until = found[1]
         return self._verdict(token, principal, key, bound, introspected_until, claims)
 
-    def _opaque_flow(
-        self, token: str, certificate: ClientCertificate | None
-    ) -> Generator[Introspect, None, Verified]:
+    def _opaque_attempt(
+        self, token: str, certificate: ClientCertificate | None, introspected: bool
+    ) -> Verified | Introspect:
         """A token that is not a JWT: only the issuer can say what it is, and its answer's
         claims go through the same checks as a JWT's."""
-        answer, until = yield from self._introspected(token, None, needed=True)
+        found = self._introspected(token, None, True, introspected)
+        if isinstance(found, Introspect):
+            return found
+        answer, until = found
         assert answer is not None  # needed: no answer was refused
         claims = merged_claims({}, answer)
         bound = self._check_binding(claims, certificate)
@@ -536,17 +559,17 @@ class TokenValidator:
         return introspect or client.config.when == "always"
 
     def _introspected(
-        self, token: str, expires_at: object, *, needed: bool
-    ) -> Generator[Introspect, None, tuple[Answer | None, float]]:
-        """The answer on ``token`` (asking the driver for one unless a fresh one is cached) and
-        until when it stands; None for no answer that ``on_failure="accept"`` lets pass."""
+        self, token: str, expires_at: object, needed: bool, asked: bool
+    ) -> Introspect | tuple[Answer | None, float]:
+        """The answer on ``token`` and until when it stands (None for no answer that
+        ``on_failure="accept"`` lets pass), or Introspect when a fresh one must be asked for:
+        never once ``asked``, after which whatever the driver recorded stands."""
         client = self._introspection
         assert client is not None
-        entry = client.fresh(token, self._steady())
-        if entry is None:
+        entry = client.entry(token) if asked else client.fresh(token, self._steady())
+        if entry is None and not asked:
             exp = float(expires_at) if type(expires_at) in (int, float) else None  # type: ignore[arg-type]
-            yield Introspect(token, client.entry(token), exp)
-            entry = client.entry(token)
+            return Introspect(token, client.entry(token), exp)
         answer = client.verdict(entry, needed=needed)
         return answer, 0.0 if entry is None else entry.valid_until
 
