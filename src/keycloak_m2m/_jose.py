@@ -21,8 +21,8 @@ import pybase64
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from jwt.utils import raw_to_der_signature
 
 from ._errors import MalformedToken
 
@@ -369,8 +369,11 @@ def _ecdsa(hash_algorithm: hashes.HashAlgorithm) -> Verifier:
     scheme = ec.ECDSA(hash_algorithm)
 
     def verify(key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) -> None:
-        # JOSE sends r || s of exactly twice the curve size; DER or any other length is refused.
-        key.verify(raw_to_der_signature(signature, key.curve), data, scheme)
+        # JOSE sends r || s of exactly twice the curve size (verifying_key has checked the
+        # length, so DER or any other length never gets here); cryptography takes DER.
+        half = len(signature) // 2
+        r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        key.verify(encode_dss_signature(r, s), data, scheme)
 
     return verify
 
