@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator, UnknownKey
+from keycloak_m2m._token_cache import entry_bytes
 from keycloak_m2m.testing import LocalRealm
 
 from .support import AUDIENCE, CLIENT, FakeClock, Validate
@@ -158,3 +159,47 @@ def test_claims_are_read_only_at_every_depth_so_no_request_changes_the_next_hit(
 def _payload(token: str) -> object:
     segment = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def test_the_cache_is_bounded_in_bytes_too(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    tokens = [realm.mint(CLIENT, claims={"jti": str(n)}) for n in range(4)]
+    # Room for two entries as the cache counts them, whatever their number bound.
+    room = 2 * entry_bytes(tokens[0]) + entry_bytes(tokens[0]) // 2
+    validator = make_validator(token_cache_size=100, token_cache_bytes=room)
+    for token in tokens:
+        validate(validator, token)
+    assert [validator.cached(token) is not None for token in tokens] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+def test_a_token_larger_than_the_byte_bound_is_validated_but_not_kept(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    token = realm.mint(CLIENT)
+    validator = make_validator(token_cache_bytes=entry_bytes(token) - 1)
+    first = validate(validator, token)
+    assert validator.cached(token) is None
+    assert validate(validator, token) is not first
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", None])
+def test_a_bad_byte_bound_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="token_cache_bytes must be an integer >= 0"):
+        TokenValidator("https://kc/realms/a", AUDIENCE, token_cache_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_claims_are_read_when_first_used_and_then_kept(
+    realm: LocalRealm, make_validator: MakeValidator, validate: Validate
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT, claims={"custom": {"nested": [1, 2]}})
+    principal = validate(validator, token)
+    assert principal.claims is principal.claims
+    assert principal.claims["custom"]["nested"] == (1, 2)
+    assert validate(validator, token).claims is principal.claims  # the cached principal's

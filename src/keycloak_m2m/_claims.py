@@ -18,7 +18,7 @@ from ._errors import (
     NotServiceAccount,
     TokenNotYetValid,
 )
-from ._jose import read_only_object
+from ._jose import JsonParser, decode_json_object, read_only_object, refuse_non_finite
 from ._principal import Principal, verified_principal
 
 Profile = Literal["keycloak", "rfc9068"]
@@ -26,6 +26,7 @@ PROFILES: tuple[Profile, ...] = ("keycloak", "rfc9068")
 
 _SERVICE_ACCOUNT_PREFIX = "service-account-"
 _EMPTY: frozenset[str] = frozenset()
+_NO_CLIENT_ROLES: Mapping[str, frozenset[str]] = MappingProxyType({})
 # azp names the client in Keycloak; client_id (Keycloak 22+, RFC 9068) and clientId (older
 # Keycloak) repeat it.
 CLIENT_ID_CLAIMS = ("azp", "client_id", "clientId")
@@ -46,8 +47,37 @@ class ClaimPolicy:
     azp_as_audience: bool = False
 
 
-def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Principal:
-    """Apply every claim rule in order and describe the caller, or raise an InvalidToken."""
+class VerifiedClaims:
+    """What ``Principal.claims`` reads, on first use: the payload of a verified token (read
+    again from the token, which the verified-token cache holds anyway), or claims put together
+    from an introspection answer. Equal when what they read is."""
+
+    __slots__ = ("_parse", "_source")
+
+    def __init__(self, source: str | dict[str, Any], parse: JsonParser | None = None) -> None:
+        self._source = source
+        self._parse = parse
+
+    def __call__(self) -> Mapping[str, Any]:
+        source = self._source
+        if isinstance(source, str):
+            assert self._parse is not None  # a token comes with the parser that read it
+            return read_only_object(
+                decode_json_object(source.split(".", 2)[1].encode(), self._parse)
+            )
+        return read_only_object(source)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VerifiedClaims) and self() == other()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def check_claims(
+    claims: dict[str, Any], policy: ClaimPolicy, now: float, read: VerifiedClaims
+) -> Principal:
+    """Apply every claim rule in order and describe the caller, or raise an InvalidToken.
+    ``read`` reads ``claims`` again, read-only, for ``Principal.claims``."""
     if claims.get("iss") != policy.issuer:
         raise InvalidIssuer()
     expires_at = _check_times(claims, policy.leeway, policy.profile, now)
@@ -71,6 +101,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
     subject = claims.get("sub")
     if subject is not None and type(subject) is not str:
         raise InvalidClaim("invalid sub")
+    refuse_non_finite(claims)  # last: the claims above say what is wrong with them more exactly
     return verified_principal(
         issuer=policy.issuer,
         client_id=client_id,
@@ -79,7 +110,7 @@ def check_claims(claims: dict[str, Any], policy: ClaimPolicy, now: float) -> Pri
         realm_roles=_role_list(claims.get("realm_access"), "realm_access"),
         client_roles=_client_roles(claims.get("resource_access")),
         scopes=_scopes(claims.get("scope")),
-        claims=read_only_object(claims),
+        read_claims=read,
         expires_at=expires_at,
     )
 
@@ -150,8 +181,29 @@ def _string_set(values: object, claim: str) -> frozenset[str]:
         except TypeError:
             pass
         else:
-            return frozenset(values)
+            return _shared_set(tuple(values))
     raise InvalidClaim(f"invalid {claim}")
+
+
+# The tokens of one client carry the same roles and scopes again and again: one immutable set
+# (and one client-roles mapping) for all of them keeps a verified-token cache entry small, and
+# costs no more than building a new one. Bounded, so crafted tokens cannot grow it without end.
+_SHARED_LIMIT = 1024
+_shared_sets: dict[tuple[str, ...] | str, frozenset[str]] = {}
+_shared_client_roles: dict[
+    tuple[tuple[str, frozenset[str]], ...], Mapping[str, frozenset[str]]
+] = {}
+
+
+def _shared_set(members: tuple[str, ...] | str) -> frozenset[str]:
+    """The set of ``members`` (a scope string: its space-separated names)."""
+    found = _shared_sets.get(members)
+    if found is None:
+        if len(_shared_sets) >= _SHARED_LIMIT:
+            _shared_sets.clear()
+        names = members.split() if type(members) is str else members
+        found = _shared_sets[members] = frozenset(names)
+    return found
 
 
 def _client_id(claims: Mapping[str, Any]) -> str:
@@ -193,15 +245,21 @@ def _role_list(container: object, claim: str) -> frozenset[str]:
 
 def _client_roles(resource_access: object) -> Mapping[str, frozenset[str]]:
     if resource_access is None:
-        return MappingProxyType({})
+        return _NO_CLIENT_ROLES
     if type(resource_access) is not dict:
         raise InvalidClaim("invalid resource_access")
-    return MappingProxyType(
-        {
-            client: _role_list(access, "resource_access")
+    roles = tuple(
+        [
+            (client, _role_list(access, "resource_access"))
             for client, access in resource_access.items()
-        }
+        ]
     )
+    found = _shared_client_roles.get(roles)
+    if found is None:
+        if len(_shared_client_roles) >= _SHARED_LIMIT:
+            _shared_client_roles.clear()
+        found = _shared_client_roles[roles] = MappingProxyType(dict(roles))
+    return found
 
 
 def _scopes(scope: object) -> frozenset[str]:
@@ -209,4 +267,4 @@ def _scopes(scope: object) -> frozenset[str]:
         return _EMPTY
     if type(scope) is not str:
         raise InvalidClaim("invalid scope")
-    return frozenset(scope.split())
+    return _shared_set(scope)

@@ -575,7 +575,9 @@ class ClientCredentials(httpx.Auth):
             while True:
                 step = flow.send(reply)
                 if isinstance(step, _TokenWanted):
-                    reply = await self._token_async(step.rejected)
+                    # A usable token without a coroutine: this runs on every request.
+                    usable = self._cache.usable(step.rejected)
+                    reply = usable or await self._token_async(step.rejected)
                 else:
                     reply = yield step
         except StopIteration:

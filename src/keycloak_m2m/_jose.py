@@ -21,8 +21,8 @@ import pybase64
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from jwt.utils import raw_to_der_signature
 
 from ._errors import MalformedToken
 
@@ -83,7 +83,9 @@ def json_parser(*, accept_duplicate_members: bool) -> JsonParser:
         jiter.from_json,
         allow_inf_nan=False,
         catch_duplicate_keys=not accept_duplicate_members,
-        cache_mode="keys",
+        # Strings too: the values tokens repeat (issuer, client ids, role names) are then one
+        # object each, shared by every principal the verified-token cache keeps.
+        cache_mode="all",
     )
 
 
@@ -98,15 +100,43 @@ def decode_json_object(segment: bytes, parse: JsonParser) -> dict[str, Any]:
     return value
 
 
-def read_only_object(members: dict[str, Any]) -> Mapping[str, Any]:
-    """A parsed JSON object, read-only at every depth: objects become read-only mappings, arrays
-    tuples. A verified payload is cached and handed to every request that presents its token, so
-    one request must not be able to change what the next one reads.
+def refuse_non_finite(members: dict[str, Any]) -> None:
+    """Refuse a parsed JSON object holding a number that parsed as infinity, at any depth: the
+    parser refuses the literal ``Infinity``, not ``1e999999``. The parser bounds the depth."""
+    for value in members.values():
+        kind = type(value)
+        if kind is str:  # most claims: one test, not three
+            continue
+        if kind is dict:
+            refuse_non_finite(value)
+        elif kind is list:
+            _refuse_non_finite_items(value)
+        elif kind is float and not isfinite(value):
+            raise MalformedToken("number out of range")
 
-    A copy (the checks that ran on ``members`` may read it again, as parsed), made in the one
-    walk that also refuses numbers that parsed as infinity: the parser refuses the literal
-    ``Infinity``, not ``1e999999``. The parser bounds the nesting depth.
-    """
+
+def _refuse_non_finite_items(items: list[Any]) -> None:
+    try:
+        "".join(items)  # the usual array, of strings only (roles, audiences), in one C call
+    except TypeError:
+        pass
+    else:
+        return
+    for item in items:
+        kind = type(item)
+        if kind is dict:
+            refuse_non_finite(item)
+        elif kind is list:
+            _refuse_non_finite_items(item)
+        elif kind is float and not isfinite(item):
+            raise MalformedToken("number out of range")
+
+
+def read_only_object(members: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A parsed JSON object, read-only at every depth: objects become read-only mappings, arrays
+    tuples. A verified payload is handed to every request that presents its token, so one
+    request must not be able to change what the next one reads. A copy: ``members`` stays as
+    parsed."""
     frozen = dict(members)
     for name, value in members.items():
         kind = type(value)
@@ -114,30 +144,24 @@ def read_only_object(members: dict[str, Any]) -> Mapping[str, Any]:
             frozen[name] = read_only_object(value)
         elif kind is list:
             frozen[name] = _read_only_array(value)
-        elif kind is float and not isfinite(value):
-            raise MalformedToken("number out of range")
     return MappingProxyType(frozen)
 
 
 def _read_only_array(items: list[Any]) -> tuple[Any, ...]:
     try:
-        "".join(items)  # the usual array, of strings only (roles, audiences), in one C call
+        "".join(items)
     except TypeError:
         pass
     else:
         return tuple(items)
-    frozen: list[Any] = []
-    for item in items:
-        kind = type(item)
-        if kind is dict:
-            frozen.append(read_only_object(item))
-        elif kind is list:
-            frozen.append(_read_only_array(item))
-        elif kind is float and not isfinite(item):
-            raise MalformedToken("number out of range")
-        else:
-            frozen.append(item)
-    return tuple(frozen)
+    return tuple(
+        read_only_object(item)
+        if type(item) is dict
+        else _read_only_array(item)
+        if type(item) is list
+        else item
+        for item in items
+    )
 
 
 # --- the token ---------------------------------------------------------------------------------
@@ -345,8 +369,11 @@ def _ecdsa(hash_algorithm: hashes.HashAlgorithm) -> Verifier:
     scheme = ec.ECDSA(hash_algorithm)
 
     def verify(key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) -> None:
-        # JOSE sends r || s of exactly twice the curve size; DER or any other length is refused.
-        key.verify(raw_to_der_signature(signature, key.curve), data, scheme)
+        # JOSE sends r || s of exactly twice the curve size (verifying_key has checked the
+        # length, so DER or any other length never gets here); cryptography takes DER.
+        half = len(signature) // 2
+        r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        key.verify(encode_dss_signature(r, s), data, scheme)
 
     return verify
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ._errors import InsufficientScope
@@ -21,11 +22,19 @@ class Principal:
     realm_roles: frozenset[str]
     client_roles: Mapping[str, frozenset[str]]
     scopes: frozenset[str]
-    claims: Mapping[str, Any]
     expires_at: float
     # The issuer (realm URL) that vouched for the caller: which realm, when a service trusts
     # several.
     issuer: str
+    # What reads the verified payload, on the first use of ``claims``: most requests never read
+    # it, and a copy made for each verified token would be most of a cache entry's memory.
+    _read_claims: Callable[[], Mapping[str, Any]] = field(repr=False)
+
+    @cached_property
+    def claims(self) -> Mapping[str, Any]:
+        """The verified payload, read-only at every depth: JSON objects are read-only mappings,
+        arrays tuples. Read on first use and kept."""
+        return self._read_claims()
 
     def require(
         self,
@@ -76,7 +85,7 @@ def verified_principal(
     realm_roles: frozenset[str],
     client_roles: Mapping[str, frozenset[str]],
     scopes: frozenset[str],
-    claims: Mapping[str, Any],
+    read_claims: Callable[[], Mapping[str, Any]],
     expires_at: float,
 ) -> Principal:
     """Principal(...) for the validation hot path.
@@ -93,7 +102,7 @@ def verified_principal(
         realm_roles=realm_roles,
         client_roles=client_roles,
         scopes=scopes,
-        claims=claims,
+        _read_claims=read_claims,
         expires_at=expires_at,
     )
     return principal

@@ -1,8 +1,10 @@
-"""TokenValidator: one validation flow, driven by a sync and an async driver.
+"""TokenValidator: one validation, attempted without I/O, driven by a sync and an async driver.
 
-The flow (``_flow``) is a generator that does no I/O. When it needs the key set it yields a
-``FetchDue``; the driver fetches under its own lock unless another caller already did, records the
-outcome, and resumes the flow. The two drivers are the only code with locks and network access.
+An attempt (``_attempt``) validates with what is at hand, or names what is missing: the key set
+(``FetchDue``) or an introspection answer (``Introspect``). The driver gets it, under its own
+lock unless another caller already did, records the outcome, and attempts again, saying what it
+got, so that nothing is asked for twice. Most validations need one attempt, a plain call. The two
+drivers are the only code with locks and network access.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ import os
 import ssl
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,7 +27,14 @@ from ._binding import (
     check_certificate,
     matches,
 )
-from ._claims import PROFILES, ClaimPolicy, Profile, check_claims, dpop_thumbprint
+from ._claims import (
+    PROFILES,
+    ClaimPolicy,
+    Profile,
+    VerifiedClaims,
+    check_claims,
+    dpop_thumbprint,
+)
 from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
 from ._environment import validator_settings
 from ._errors import CertificateMismatch, InvalidDPoPProof, InvalidSignature, InvalidToken
@@ -58,6 +65,7 @@ from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._steady import steady_clock
+from ._token_cache import Verified, VerifiedTokens
 
 __all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
 
@@ -71,31 +79,13 @@ _DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Distinct header segments seen in practice are a handful per issuer; the bound only stops a
 # flood of crafted headers from growing memory.
 _HEADER_CACHE_SIZE = 64
-# Hashing a whole 1.4 KB token costs more than the rest of a cache hit. The end of its signature
-# is as distinctive (192 bits here), and a hit is trusted only after the whole stored token
-# compares equal, so a token sharing that end with a verified one is merely a miss.
-_CACHE_KEY_CHARS = 32
+# Per-token locks are keyed like the caches: by the end of the token's signature.
+_LOCK_KEY_CHARS = 32
 _INTROSPECTION_MAX_BYTES = 64 * 1024
 
 
 class DiscoveryError(Exception):
     """The discovery document could not be fetched or does not describe the expected issuer."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Verified:
-    token: str
-    principal: Principal
-    key: VerificationKey | None  # None: an opaque token, vouched for by introspection alone
-    valid_until: float
-    certificate: str | None  # the thumbprint of the certificate the token is bound to
-    introspected: bool
-    # The thumbprint of the DPoP key the token is bound to (None: not DPoP-bound), and whether
-    # the token passes without a proof, which is all a cache hit of a bearer token reads.
-    jkt: str | None
-    bearer: bool
-    # What a proof's ath must be: the token's hash, computed once per token, not per request.
-    ath: str | None
 
 
 class TokenValidator:
@@ -126,6 +116,7 @@ class TokenValidator:
         jwks_timeout: float = 5.0,
         jwks_max_bytes: int = 256 * 1024,
         token_cache_size: int = 4096,
+        token_cache_bytes: int = 32 * 1024 * 1024,
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
         certificate_bound: CertificateBound = "allowed",
@@ -151,10 +142,11 @@ class TokenValidator:
             _require(_is_number(value) and value > 0, f"{name} must be a number > 0")
         for name, count in (("max_token_size", max_token_size), ("jwks_max_bytes", jwks_max_bytes)):
             _require(_is_count(count) and count > 0, f"{name} must be an integer > 0")
-        _require(
-            _is_count(token_cache_size) and token_cache_size >= 0,
-            "token_cache_size must be an integer >= 0",
-        )
+        for name, count in (
+            ("token_cache_size", token_cache_size),
+            ("token_cache_bytes", token_cache_bytes),
+        ):
+            _require(_is_count(count) and count >= 0, f"{name} must be an integer >= 0")
         _require(callable(clock), "clock must be a callable returning the time in seconds")
         _require(
             certificate_bound in ("allowed", "required"),
@@ -206,8 +198,8 @@ class TokenValidator:
             connection=Connection.create(verify, proxy),
         )
         self._headers: dict[bytes, Header] = {}
-        self._verified: OrderedDict[str, _Verified] = OrderedDict()
-        self._token_cache_size = token_cache_size
+        self._verified = VerifiedTokens(token_cache_size, token_cache_bytes)
+        self._verified_lock = threading.Lock()  # for changes to the cache: its byte count
         self._dpop: DPoPMode = dpop
         # Without a shared secret each replica has its own: fine for one replica only.
         nonce_secret = (dpop_nonce_secret or os.urandom(32)) if dpop_nonce else None
@@ -311,17 +303,19 @@ class TokenValidator:
         """
         entry = self._entry(token, client_certificate, introspect)
         if entry is None:
-            flow = self._flow(token, client_certificate, introspect)
-            try:
-                step = next(flow)
-                while True:
-                    if isinstance(step, Introspect):
-                        self._introspect(step)
-                    else:
-                        self._fetch_keys(step)
-                    step = flow.send(None)
-            except StopIteration as finished:
-                entry = finished.value
+            fetched = introspected = False
+            outcome = self._attempt(token, client_certificate, introspect)
+            while not isinstance(outcome, Verified):
+                if isinstance(outcome, Introspect):
+                    self._introspect(outcome)
+                    introspected = True
+                else:
+                    self._fetch_keys(outcome)
+                    fetched = True
+                outcome = self._attempt(
+                    token, client_certificate, introspect, fetched, introspected
+                )
+            entry = self._keep(outcome)
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not self._replay.first_use(
             verdict.replay_key, verdict.replay_ttl
@@ -342,19 +336,21 @@ class TokenValidator:
         """``validate`` without blocking the event loop."""
         entry = self._entry(token, client_certificate, introspect)
         if entry is None:
-            flow = self._flow(token, client_certificate, introspect)
-            try:
-                step = next(flow)
-                while True:
-                    # Shared: a caller cancelled while the request is in flight neither aborts
-                    # it nor leaves it to be made again.
-                    if isinstance(step, Introspect):
-                        await shared(self._introspect_async(step))
-                    else:
-                        await shared(self._fetch_keys_async(step))
-                    step = flow.send(None)
-            except StopIteration as finished:
-                entry = finished.value
+            fetched = introspected = False
+            outcome = self._attempt(token, client_certificate, introspect)
+            while not isinstance(outcome, Verified):
+                # Shared: a caller cancelled while the request is in flight neither aborts it
+                # nor leaves it to be made again.
+                if isinstance(outcome, Introspect):
+                    await shared(self._introspect_async(outcome))
+                    introspected = True
+                else:
+                    await shared(self._fetch_keys_async(outcome))
+                    fetched = True
+                outcome = self._attempt(
+                    token, client_certificate, introspect, fetched, introspected
+                )
+            entry = self._keep(outcome)
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not await self._replay.first_use_async(
             verdict.replay_key, verdict.replay_ttl
@@ -364,7 +360,7 @@ class TokenValidator:
 
     def _sender_check(
         self,
-        entry: _Verified,
+        entry: Verified,
         proof: str | None,
         method: str | None,
         url: str | None,
@@ -437,7 +433,7 @@ class TokenValidator:
         client = self._introspection
         assert client is not None
         # Concurrent checks of one token wait here for the first one's request.
-        with self._introspection_locks.hold(step.token[-_CACHE_KEY_CHARS:]):
+        with self._introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
             if client.entry(step.token) is step.seen:
                 with self._telemetry.introspection(
                     client.endpoint, client.config.client_id
@@ -449,7 +445,7 @@ class TokenValidator:
     async def _introspect_async(self, step: Introspect) -> None:
         client = self._introspection
         assert client is not None
-        async with self._async_introspection_locks.hold(step.token[-_CACHE_KEY_CHARS:]):
+        async with self._async_introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
             if client.entry(step.token) is step.seen:
                 with self._telemetry.introspection(
                     client.endpoint, client.config.client_id
@@ -485,56 +481,75 @@ class TokenValidator:
         )
         probe.done(outcome, entry)
 
-    # --- the flow -----------------------------------------------------------------------------
+    # --- the attempt --------------------------------------------------------------------------
 
-    def _flow(
-        self, token: str, certificate: ClientCertificate | None, introspect: bool
-    ) -> Generator[FetchDue | Introspect, None, _Verified]:
+    def _attempt(
+        self,
+        token: str,
+        certificate: ClientCertificate | None,
+        introspect: bool,
+        fetched: bool = False,
+        introspected: bool = False,
+    ) -> Verified | FetchDue | Introspect:
+        """The verdict on ``token`` from what is at hand, or what is missing for one.
+
+        ``fetched`` and ``introspected`` say what the driver got since the first attempt: it is
+        not asked for again, so a validation takes at most three attempts.
+        """
         introspecting = self._introspecting(introspect)
         if self._introspection is not None and is_opaque(token, self._max_token_size):
-            return (yield from self._opaque_flow(token, certificate))
+            return self._opaque_attempt(token, certificate, introspected)
         header_segment, payload_segment, signature_segment = split_token(
             token, self._max_token_size
         )
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
         claims = decode_json_object(payload_segment, self._parse_json)
         signature = b64url_decode(signature_segment)
-        keys = self._keys.select(header.kid, header.alg, self._steady())
-        if isinstance(keys, FetchDue):
-            yield keys
+        if fetched:
             keys = self._keys.select_settled(header.kid, header.alg, self._steady())
-        signing_input = header_segment + b"." + payload_segment
-        key = verifying_key(keys, header.alg, signing_input, signature)
+        else:
+            selected = self._keys.select(header.kid, header.alg, self._steady())
+            if isinstance(selected, FetchDue):
+                return selected
+            keys = selected
+        key = verifying_key(keys, header.alg, header_segment + b"." + payload_segment, signature)
         if key is None:
             raise InvalidSignature()
         bound = self._check_binding(claims, certificate)
         introspected_until: float | None = None
+        read = VerifiedClaims(token, self._parse_json)
         if self._introspection is not None and "aud" not in claims:
             # A lightweight token (Keycloak 24+): its audience, roles and scopes are in the
             # introspection answer, and the claim checks need them.
-            answer, introspected_until = yield from self._introspected(
-                token, claims.get("exp"), needed=True
-            )
+            found = self._introspected(token, claims.get("exp"), True, introspected)
+            if isinstance(found, Introspect):
+                return found
+            answer, introspected_until = found
             assert answer is not None  # needed: no answer was refused
             claims = merged_claims(claims, answer)
-        principal = check_claims(claims, self._policy, self._clock())
+            read = VerifiedClaims(claims)
+        principal = check_claims(claims, self._policy, self._clock(), read)
         if introspecting and introspected_until is None:
-            _, introspected_until = yield from self._introspected(
-                token, principal.expires_at, needed=False
-            )
-        return self._remember(token, principal, key, bound, introspected_until, claims)
+            found = self._introspected(token, principal.expires_at, False, introspected)
+            if isinstance(found, Introspect):
+                return found
+            introspected_until = found[1]
+        return self._verdict(token, principal, key, bound, introspected_until, claims)
 
-    def _opaque_flow(
-        self, token: str, certificate: ClientCertificate | None
-    ) -> Generator[Introspect, None, _Verified]:
+    def _opaque_attempt(
+        self, token: str, certificate: ClientCertificate | None, introspected: bool
+    ) -> Verified | Introspect:
         """A token that is not a JWT: only the issuer can say what it is, and its answer's
         claims go through the same checks as a JWT's."""
-        answer, until = yield from self._introspected(token, None, needed=True)
+        found = self._introspected(token, None, True, introspected)
+        if isinstance(found, Introspect):
+            return found
+        answer, until = found
         assert answer is not None  # needed: no answer was refused
         claims = merged_claims({}, answer)
         bound = self._check_binding(claims, certificate)
-        principal = check_claims(claims, self._policy, self._clock())
-        return self._remember(token, principal, None, bound, until, claims)
+        principal = check_claims(claims, self._policy, self._clock(), VerifiedClaims(claims))
+        return self._verdict(token, principal, None, bound, until, claims)
 
     def _introspecting(self, introspect: bool) -> bool:
         client = self._introspection
@@ -544,17 +559,17 @@ class TokenValidator:
         return introspect or client.config.when == "always"
 
     def _introspected(
-        self, token: str, expires_at: object, *, needed: bool
-    ) -> Generator[Introspect, None, tuple[Answer | None, float]]:
-        """The answer on ``token`` (asking the driver for one unless a fresh one is cached) and
-        until when it stands; None for no answer that ``on_failure="accept"`` lets pass."""
+        self, token: str, expires_at: object, needed: bool, asked: bool
+    ) -> Introspect | tuple[Answer | None, float]:
+        """The answer on ``token`` and until when it stands (None for no answer that
+        ``on_failure="accept"`` lets pass), or Introspect when a fresh one must be asked for:
+        never once ``asked``, after which whatever the driver recorded stands."""
         client = self._introspection
         assert client is not None
-        entry = client.fresh(token, self._steady())
-        if entry is None:
+        entry = client.entry(token) if asked else client.fresh(token, self._steady())
+        if entry is None and not asked:
             exp = float(expires_at) if type(expires_at) in (int, float) else None  # type: ignore[arg-type]
-            yield Introspect(token, client.entry(token), exp)
-            entry = client.entry(token)
+            return Introspect(token, client.entry(token), exp)
         answer = client.verdict(entry, needed=needed)
         return answer, 0.0 if entry is None else entry.valid_until
 
@@ -599,27 +614,28 @@ class TokenValidator:
 
     def _entry(
         self, token: str, client_certificate: ClientCertificate | None, introspect: bool
-    ) -> _Verified | None:
+    ) -> Verified | None:
         if type(token) is not str:
             return None  # input the full path will refuse
-        cache_key = token[-_CACHE_KEY_CHARS:]
-        entry = self._verified.get(cache_key)
-        if entry is None or entry.token != token:
+        entry = self._verified.get(token)
+        if entry is None:
             return None
         if self._steady() < entry.valid_until and (entry.key is None or not entry.key.retired):
             if entry.certificate is not None and not matches(entry.certificate, client_certificate):
                 return None  # the full path says why
             if introspect and not entry.introspected:
                 return None
-            try:
-                self._verified.move_to_end(cache_key)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
             return entry
-        self._verified.pop(cache_key, None)
+        with self._verified_lock:
+            self._verified.drop(token)
         return None
 
-    def _remember(
+    def _keep(self, entry: Verified) -> Verified:
+        with self._verified_lock:
+            self._verified.keep(entry)
+        return entry
+
+    def _verdict(
         self,
         token: str,
         principal: Principal,
@@ -627,7 +643,7 @@ class TokenValidator:
         certificate: str | None,
         introspected_until: float | None,
         claims: dict[str, Any],
-    ) -> _Verified:
+    ) -> Verified:
         # For what is left of the token's life, in elapsed time, and until the key set is due for
         # a refresh: then the full path checks both again. An introspected token, until the
         # introspection's outcome goes stale.
@@ -636,7 +652,7 @@ class TokenValidator:
         if introspected_until is not None:
             valid_until = min(valid_until, introspected_until)
         jkt = dpop_thumbprint(claims)
-        entry = _Verified(
+        return Verified(
             token,
             principal,
             key,
@@ -647,15 +663,6 @@ class TokenValidator:
             jkt is None and self._dpop != "required",
             None if jkt is None else access_token_hash(token),
         )
-        if not self._token_cache_size:
-            return entry
-        self._verified[token[-_CACHE_KEY_CHARS:]] = entry
-        if len(self._verified) > self._token_cache_size:
-            try:
-                self._verified.popitem(last=False)
-            except KeyError:  # emptied by another thread meanwhile
-                pass
-        return entry
 
 
 # --- configuration helpers ---------------------------------------------------------------------

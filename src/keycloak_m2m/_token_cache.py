@@ -1,0 +1,93 @@
+"""The verified-token cache: what a validation concluded, kept for the token's next request.
+
+No I/O and no locks: lookups are safe from any thread as they are; the validator serialises the
+changes (``keep``, ``drop``) with a lock of its own, which keeps the byte count exact.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import NamedTuple
+
+from ._jose import VerificationKey
+from ._principal import Principal
+
+# Hashing a whole 1.4 KB token costs more than the rest of a cache hit. The end of its signature
+# is as distinctive (192 bits here), and a hit is trusted only after the whole stored token
+# compares equal, so a token sharing that end with a verified one is merely a miss.
+_KEY_CHARS = 32
+# What an entry costs beyond its token string, measured with tracemalloc on Keycloak
+# service-account tokens (benchmarks/validate.py): about 0.8 KB, and about 1.3 times the token's
+# length more once the application has read ``principal.claims``. Counted from above.
+_ENTRY_BYTES = 2048
+_CLAIMS_BYTES_PER_TOKEN_BYTE = 2
+
+
+class Verified(NamedTuple):
+    """A verdict: a tuple, as it is made on every first sight of a token."""
+
+    token: str
+    principal: Principal
+    key: VerificationKey | None  # None: an opaque token, vouched for by introspection alone
+    valid_until: float  # on the validator's steady clock
+    certificate: str | None  # the thumbprint of the certificate the token is bound to
+    introspected: bool
+    # The thumbprint of the DPoP key the token is bound to (None: not DPoP-bound), and whether
+    # the token passes without a proof, which is all a cache hit of a bearer token reads.
+    jkt: str | None
+    bearer: bool
+    # What a proof's ath must be: the token's hash, computed once per token, not per request.
+    ath: str | None
+
+
+def entry_bytes(token: str) -> int:
+    """What one entry is counted as against the cache's byte bound, token string included."""
+    return (1 + _CLAIMS_BYTES_PER_TOKEN_BYTE) * len(token) + _ENTRY_BYTES
+
+
+class VerifiedTokens:
+    """Verdicts by token, least recently used evicted first once either bound is reached: at most
+    ``max_entries`` entries and ``max_bytes`` bytes as ``entry_bytes`` counts them."""
+
+    __slots__ = ("_entries", "bytes", "max_bytes", "max_entries")
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._entries: OrderedDict[str, Verified] = OrderedDict()
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> Verified | None:
+        """The entry of exactly ``token``, now the most recently used, or None."""
+        key = token[-_KEY_CHARS:]
+        entry = self._entries.get(key)
+        if entry is None or entry.token != token:
+            return None
+        try:
+            self._entries.move_to_end(key)
+        except KeyError:  # dropped by another thread meanwhile
+            pass
+        return entry
+
+    def keep(self, entry: Verified) -> None:
+        """Store ``entry``, evicting the least recently used ones beyond either bound. An entry
+        too large for the byte bound on its own is not kept."""
+        cost = entry_bytes(entry.token)
+        if not self.max_entries or cost > self.max_bytes:
+            return
+        self.drop(entry.token)
+        self._entries[entry.token[-_KEY_CHARS:]] = entry
+        self.bytes += cost
+        entries = self._entries
+        while len(entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, evicted = entries.popitem(last=False)
+            self.bytes -= entry_bytes(evicted.token)
+
+    def drop(self, token: str) -> None:
+        """Forget the entry stored under ``token``'s key, if any."""
+        evicted = self._entries.pop(token[-_KEY_CHARS:], None)
+        if evicted is not None:
+            self.bytes -= entry_bytes(evicted.token)
