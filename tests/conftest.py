@@ -17,6 +17,7 @@ from .support import (
     SharedRealm,
     Validate,
     add_shop_client,
+    shop_realm,
     validate_async,
     validate_sync,
 )
@@ -42,7 +43,7 @@ def module_clock() -> FakeClock:
 @pytest.fixture(scope="module")
 def module_realm(module_clock: FakeClock) -> Iterator[SharedRealm]:
     """The realm of a module that opts in with ``clock, realm = shared_realm()``."""
-    with SharedRealm(module_clock) as shared:
+    with SharedRealm(lambda: shop_realm(module_clock)) as shared:
         yield shared
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -53,36 +54,36 @@ def add_shop_client(realm: LocalRealm) -> None:
 
 
 class SharedRealm:
-    """One shop realm for a whole module, replaced only when a test changed its keys.
+    """One realm for a whole module, replaced only when a test changed its keys.
 
     Starting a realm costs an RSA key generation, most of the time of a short test. Between
     tests the realm's endpoints are healed and its request counts zeroed; a test that rotated
-    its keys leaves it to be stopped and the next test gets a new one. Clients added by a test
-    stay, so only modules whose tests add none (or only under names no other test uses) opt in.
+    its keys leaves it to be stopped and the next test gets a new one from ``make``. Clients
+    added by a test stay, so only modules whose tests add none (or only under names no other
+    test of the module uses) opt in.
     """
 
-    def __init__(self, clock: FakeClock) -> None:
-        self._clock = clock
+    def __init__(self, make: Callable[[], LocalRealm]) -> None:
+        self._make = make
         self._realm: LocalRealm | None = None
         self._kids: tuple[str, ...] = ()
 
-    def acquire(self) -> LocalRealm:
+    @contextmanager
+    def lent(self) -> Iterator[LocalRealm]:
+        """The realm for one test, healed and with zeroed counts after it."""
         if self._realm is None:
-            self._realm = LocalRealm("shop", clock=self._clock).start()
-            add_shop_client(self._realm)
+            self._realm = self._make()
             self._kids = self._realm.signing_kids
-        return self._realm
-
-    def release(self) -> None:
         realm = self._realm
-        if realm is None:
-            return
-        realm.heal_keys()
-        realm.heal_token()
-        realm.heal_introspection()
-        realm.reset_counts()
-        if realm.signing_kids != self._kids:
-            self.close()
+        try:
+            yield realm
+        finally:
+            realm.heal_keys()
+            realm.heal_token()
+            realm.heal_introspection()
+            realm.reset_counts()
+            if realm.signing_kids != self._kids:
+                self.close()
 
     def close(self) -> None:
         realm, self._realm = self._realm, None
@@ -101,6 +102,13 @@ class SharedRealm:
         self.close()
 
 
+def shop_realm(clock: Callable[[], float]) -> LocalRealm:
+    """The realm most tests use: ``shop`` with the shop-api client, started."""
+    realm = LocalRealm("shop", clock=clock).start()
+    add_shop_client(realm)
+    return realm
+
+
 def shared_realm() -> tuple[Any, Any]:
     """``clock, realm = shared_realm()`` at the top of a test module: the ``clock`` and
     ``realm`` fixtures of tests/conftest.py, but one realm for the module (see SharedRealm).
@@ -113,8 +121,8 @@ def shared_realm() -> tuple[Any, Any]:
 
     @pytest.fixture(name="realm")
     def realm_of_the_module(module_realm: SharedRealm, clock: FakeClock) -> Iterator[LocalRealm]:
-        yield module_realm.acquire()
-        module_realm.release()
+        with module_realm.lent() as realm:
+            yield realm
 
     return shared_clock, realm_of_the_module
 
