@@ -11,7 +11,16 @@ from keycloak_m2m import TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
 from .otel_sdk import telemetry  # noqa: F401 - a fixture for every test directory
-from .support import AUDIENCE, FakeClock, Validate, add_shop_client, validate_async, validate_sync
+from .support import (
+    AUDIENCE,
+    FakeClock,
+    SharedRealm,
+    Validate,
+    add_shop_client,
+    shop_realm,
+    validate_async,
+    validate_sync,
+)
 
 
 @pytest.fixture
@@ -24,6 +33,18 @@ def realm(clock: FakeClock) -> Iterator[LocalRealm]:
     with LocalRealm("shop", clock=clock) as realm:
         add_shop_client(realm)
         yield realm
+
+
+@pytest.fixture(scope="module")
+def module_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def module_realm(module_clock: FakeClock) -> Iterator[SharedRealm]:
+    """The realm of a module that opts in with ``clock, realm = shared_realm()``."""
+    with SharedRealm(lambda: shop_realm(module_clock)) as shared:
+        yield shared
 
 
 @pytest.fixture

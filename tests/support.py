@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
+
+import pytest
 
 from keycloak_m2m import Principal, TokenValidator
 from keycloak_m2m.testing import LocalRealm
@@ -47,6 +51,80 @@ def add_shop_client(realm: LocalRealm) -> None:
         client_roles={AUDIENCE: ["send"]},
         audience=[AUDIENCE],
     )
+
+
+class SharedRealm:
+    """One realm for a whole module, replaced only when a test changed its keys.
+
+    Starting a realm costs an RSA key generation, most of the time of a short test. Between
+    tests the realm's endpoints are healed and its request counts zeroed; a test that rotated
+    its keys leaves it to be stopped and the next test gets a new one from ``make``. Clients
+    added by a test stay, so only modules whose tests add none (or only under names no other
+    test of the module uses) opt in.
+    """
+
+    def __init__(self, make: Callable[[], LocalRealm]) -> None:
+        self._make = make
+        self._realm: LocalRealm | None = None
+        self._kids: tuple[str, ...] = ()
+
+    @contextmanager
+    def lent(self) -> Iterator[LocalRealm]:
+        """The realm for one test, healed and with zeroed counts after it."""
+        if self._realm is None:
+            self._realm = self._make()
+            self._kids = self._realm.signing_kids
+        realm = self._realm
+        try:
+            yield realm
+        finally:
+            realm.heal_keys()
+            realm.heal_token()
+            realm.heal_introspection()
+            realm.reset_counts()
+            if realm.signing_kids != self._kids:
+                self.close()
+
+    def close(self) -> None:
+        realm, self._realm = self._realm, None
+        if realm is not None:
+            realm.stop()
+
+    def __enter__(self) -> SharedRealm:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def shop_realm(clock: Callable[[], float]) -> LocalRealm:
+    """The realm most tests use: ``shop`` with the shop-api client, started."""
+    realm = LocalRealm("shop", clock=clock).start()
+    add_shop_client(realm)
+    return realm
+
+
+def shared_realm() -> tuple[Any, Any]:
+    """``clock, realm = shared_realm()`` at the top of a test module: the ``clock`` and
+    ``realm`` fixtures of tests/conftest.py, but one realm for the module (see SharedRealm).
+    Each test still gets the clock at START and a healed realm with zeroed counts."""
+
+    @pytest.fixture(name="clock")
+    def shared_clock(module_clock: FakeClock) -> FakeClock:
+        module_clock.now = START
+        return module_clock
+
+    @pytest.fixture(name="realm")
+    def realm_of_the_module(module_realm: SharedRealm, clock: FakeClock) -> Iterator[LocalRealm]:
+        with module_realm.lent() as realm:
+            yield realm
+
+    return shared_clock, realm_of_the_module
 
 
 # The promise of every deadline (jwks_timeout, ClientCredentials' timeout): the exchange, its

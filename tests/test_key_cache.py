@@ -11,7 +11,11 @@ import pytest
 from keycloak_m2m import KeysUnavailable, TokenValidator, UnknownKey
 from keycloak_m2m.testing import LocalRealm
 
-from .support import CLIENT, PROGRESS, FakeClock, Ticker, Validate
+from .support import CLIENT, PROGRESS, FakeClock, Ticker, Validate, shared_realm
+
+# The tests leave the realm as they found it (or rotate its keys, which gets the next test a
+# new one): one realm for the module, see SharedRealm.
+clock, realm = shared_realm()
 
 MakeValidator = Callable[..., TokenValidator]
 

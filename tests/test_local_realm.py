@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from keycloak_m2m.testing import LocalRealm
 
+from .support import SharedRealm
+
 SECRET = "s3cret-value"
 KEYCLOAK_HEADER = '{{"alg":"{alg}","typ" : "JWT","kid" : "{kid}"}}'
 
@@ -113,12 +115,25 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
+def realm_with_svc() -> LocalRealm:
+    realm = LocalRealm().start()
+    realm.add_client("svc", SECRET)
+    return realm
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[SharedRealm]:
+    with SharedRealm(realm_with_svc) as shared:
+        yield shared
+
+
 @pytest.fixture
-def realm(local_realm: LocalRealm) -> LocalRealm:
-    """The plugin's realm plus one client; deliberately overrides conftest's fake-clock ``realm``:
-    these tests check the realm as users get it, on the real clock."""
-    local_realm.add_client("svc", SECRET)
-    return local_realm
+def realm(shared: SharedRealm) -> Iterator[LocalRealm]:
+    """A realm as the plugin's fixture makes it (its defaults) plus one client, one for the
+    module (see SharedRealm); deliberately overrides conftest's fake-clock ``realm``: these tests
+    check the realm as users get it, on the real clock."""
+    with shared.lent() as realm:
+        yield realm
 
 
 def jwks(realm: LocalRealm, http: httpx.Client) -> list[dict[str, Any]]:
@@ -1025,6 +1040,7 @@ def realm_threads() -> list[threading.Thread]:
 
 
 def test_stop_joins_threads_despite_open_and_delayed_connections() -> None:
+    others = set(realm_threads())  # of the module's shared realm, if it is running
     realm = LocalRealm(algorithm="ES256").start()
     outcome: list[object] = []
     with httpx.Client() as http:
@@ -1047,7 +1063,7 @@ def test_stop_joins_threads_despite_open_and_delayed_connections() -> None:
         waiter.join()
 
     assert time.monotonic() - started < 30 / 2  # the delay was cut short
-    assert realm_threads() == []
+    assert [thread for thread in realm_threads() if thread not in others] == []
     assert len(outcome) == 1
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from keycloak_m2m.testing import LocalRealm
 
+from .support import SharedRealm
+
 SECRET = "s3cret-value"
 
 
@@ -62,6 +64,20 @@ def introspect(realm: LocalRealm, http: httpx.Client, token: str) -> dict[str, A
 
 # ---------------------------------------------------------------------------------------------
 # Client scopes
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[SharedRealm]:
+    with SharedRealm(lambda: LocalRealm().start()) as shared:
+        yield shared
+
+
+@pytest.fixture
+def local_realm(shared: SharedRealm) -> Iterator[LocalRealm]:
+    """The plugin's default realm, one for the module (see SharedRealm): every test adds the
+    clients it asks for, and ``add_client`` replaces a client of the same id."""
+    with shared.lent() as realm:
+        yield realm
 
 
 def test_default_scopes_are_always_granted(local_realm: LocalRealm, http: httpx.Client) -> None:

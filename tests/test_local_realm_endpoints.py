@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from keycloak_m2m.testing import LocalRealm
 
+from .support import SharedRealm
+
 SECRET = "s3cret-value"
 UI = "http://ui.example:3000"
 
@@ -25,12 +27,25 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
+def realm_with_clients() -> LocalRealm:
+    realm = LocalRealm().start()
+    realm.add_client("svc", SECRET)
+    realm.add_client("caller", SECRET, web_origins=[UI])
+    return realm
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[SharedRealm]:
+    with SharedRealm(realm_with_clients) as shared:
+        yield shared
+
+
 @pytest.fixture
-def realm(local_realm: LocalRealm) -> LocalRealm:
-    """ "svc" is a resource server that introspects; "caller" gets tokens from a browser page."""
-    local_realm.add_client("svc", SECRET)
-    local_realm.add_client("caller", SECRET, web_origins=[UI])
-    return local_realm
+def realm(shared: SharedRealm) -> Iterator[LocalRealm]:
+    """ "svc" is a resource server that introspects; "caller" gets tokens from a browser page.
+    One realm for the module (see SharedRealm): the tests revoke only tokens they got."""
+    with shared.lent() as realm:
+        yield realm
 
 
 def get_token(realm: LocalRealm, http: httpx.Client, client_id: str = "caller", **form: str) -> str:

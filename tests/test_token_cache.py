@@ -12,7 +12,11 @@ from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator, Unknown
 from keycloak_m2m._token_cache import entry_bytes
 from keycloak_m2m.testing import LocalRealm
 
-from .support import AUDIENCE, CLIENT, FakeClock, Validate
+from .support import AUDIENCE, CLIENT, FakeClock, Validate, shared_realm
+
+# The tests leave the realm as they found it (or rotate its keys, which gets the next test a
+# new one): one realm for the module, see SharedRealm.
+clock, realm = shared_realm()
 
 MakeValidator = Callable[..., TokenValidator]
 

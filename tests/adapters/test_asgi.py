@@ -32,9 +32,13 @@ from keycloak_m2m._request import MAX_FORM_BODY
 from keycloak_m2m.asgi import ANONYMOUS, ServiceUser, TokenAuthMiddleware
 from keycloak_m2m.testing import LocalRealm
 
-from ..support import AUDIENCE, CLIENT
+from ..support import AUDIENCE, CLIENT, shared_realm
 from .checks import assert_refused, bare_challenge
 from .servers import serve_asgi
+
+# The tests leave the realm as they found it (or rotate its keys, which gets the next test a
+# new one): one realm for the module, see SharedRealm.
+clock, realm = shared_realm()
 
 # --- a Starlette app --------------------------------------------------------------------------
 

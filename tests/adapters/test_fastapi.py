@@ -14,8 +14,12 @@ from keycloak_m2m import Principal, TokenValidator
 from keycloak_m2m.fastapi import TokenAuth
 from keycloak_m2m.testing import LocalRealm
 
-from ..support import AUDIENCE, CLIENT
+from ..support import AUDIENCE, CLIENT, shared_realm
 from .checks import assert_refused, bare_challenge
+
+# The tests leave the realm as they found it (or rotate its keys, which gets the next test a
+# new one): one realm for the module, see SharedRealm.
+clock, realm = shared_realm()
 
 
 def fastapi_app(auth: TokenAuth) -> FastAPI:

@@ -15,9 +15,13 @@ from keycloak_m2m import TokenValidator
 from keycloak_m2m.flask import TokenAuth, current_principal
 from keycloak_m2m.testing import LocalRealm
 
-from ..support import AUDIENCE, CLIENT, FakeClock
+from ..support import AUDIENCE, CLIENT, FakeClock, shared_realm
 from .checks import assert_refused
 from .servers import serve_wsgi
+
+# The tests leave the realm as they found it (or rotate its keys, which gets the next test a
+# new one): one realm for the module, see SharedRealm.
+clock, realm = shared_realm()
 
 
 def caller_json() -> ResponseReturnValue:

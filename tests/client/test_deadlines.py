@@ -110,7 +110,9 @@ async def until(condition: Callable[[], bool], within: float) -> None:
 async def test_six_callers_cancelled_during_the_request_make_one_token_request(
     realm: LocalRealm, make_credentials: MakeCredentials
 ) -> None:
-    realm.slow_token(1.0)  # every cancellation below happens while the one request is in flight
+    # Every cancellation below happens while the one request is in flight: the loop pauses up to
+    # 0.1 s per caller, 0.6 s in all; the delay is five times that, for a loaded machine.
+    realm.slow_token(3.0)
     credentials = make_credentials()
     for number in range(1, 7):
         task = asyncio.create_task(credentials.get_token_async())

@@ -25,8 +25,12 @@ from keycloak_m2m._dpop import normalized_url
 from keycloak_m2m._request import CheckToken, Gate, Presented, Requirement
 from keycloak_m2m.testing import LocalRealm
 
-from ..support import CLIENT, FakeClock
+from ..support import CLIENT, FakeClock, shared_realm
 from .support import URL, new_key, private_jwk, proof
+
+# The tests leave the realm as they found it (or rotate its keys, which gets the next test a
+# new one): one realm for the module, see SharedRealm.
+clock, realm = shared_realm()
 
 Check = Callable[..., Principal]
 

@@ -16,7 +16,10 @@ from keycloak_m2m.testing import LocalRealm
 from ..support import CLIENT, FakeClock
 
 MakeValidator = Callable[..., TokenValidator]
-KEY_DELAY = 1.0  # every cancellation below happens while the one fetch is in flight
+# Every cancellation below happens while the one fetch is in flight: cancel_six_validations
+# pauses up to 0.1 s per validation, 0.6 s in all; the delay is five times that, for a loaded
+# machine.
+KEY_DELAY = 3.0
 
 
 async def until(condition: Callable[[], bool], within: float) -> None:

@@ -79,6 +79,10 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=2,
+        # The control client's connection idles from start-up to the new-key probe, which on a
+        # loaded machine can take longer than uvicorn's default 5 s: the server would close it
+        # as the probe reuses it (a keep-alive race, not a failure of the middleware).
+        timeout_keep_alive=3600,
     )
     # The test reads this first line for its report.
     print(f"soak server: pid {os.getpid()}, http {http}, loop {loop}", flush=True)
