@@ -345,7 +345,7 @@ def server_process(variant: str, issuer: str, source: Path | None = None) -> Ite
     arguments = ["--serve", variant, "--issuer", issuer]
     command = [sys.executable, __file__, *arguments]
     if variant == API_HIDDEN:
-        # Hidden before anything imports it: the package then runs as without the [otel] extra.
+        # The package then runs as without the [otel] extra.
         command = [sys.executable, "-c", _HIDE_API_AND_RUN, __file__, *arguments]
     environment = dict(os.environ)
     if source is not None:
@@ -362,8 +362,11 @@ def server_process(variant: str, issuer: str, source: Path | None = None) -> Ite
         child.wait(10)
 
 
+# The package is imported while the API is hidden, then the API comes back for FastAPI, which
+# imports it itself (fastapi.telemetry).
 _HIDE_API_AND_RUN = (
-    "import runpy, sys; sys.modules['opentelemetry'] = None; sys.argv = sys.argv[1:]; "
+    "import runpy, sys; sys.modules['opentelemetry'] = None; import keycloak_m2m; "
+    "del sys.modules['opentelemetry']; sys.argv = sys.argv[1:]; "
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 

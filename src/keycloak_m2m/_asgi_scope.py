@@ -32,7 +32,8 @@ def presented(
     wanted = certificate_header.encode("latin-1") if certificate_header else None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            authorization = (*authorization, value.decode("latin-1"))
+            decoded = value.decode("latin-1")
+            authorization = (*authorization, decoded) if authorization else (decoded,)
         elif name == b"host":
             host = value.decode("latin-1")
         elif name == b"content-type":
