@@ -20,7 +20,6 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import unquote
 
@@ -89,9 +88,8 @@ def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
     confirmation = claims.get("cnf")
     if confirmation is None:
         return None
-    # A dict, or the read-only view of one once the claims were frozen for the Principal.
-    readable = type(confirmation) is dict or type(confirmation) is MappingProxyType
-    bound = confirmation.get(_X5T) if readable else None
+    # The parsed payload, never the Principal's read-only copy of it.
+    bound = confirmation.get(_X5T) if type(confirmation) is dict else None
     if bound is None:
         return None
     if type(bound) is not str or not bound:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, TypeGuard, TypeVar
 
 from ._errors import (
     ClientNotAllowed,
@@ -122,8 +122,7 @@ def dpop_thumbprint(claims: Mapping[str, Any]) -> str | None:
     cnf = claims.get("cnf")
     if cnf is None:
         return None
-    # A dict, or the read-only view of one once the claims were frozen for the Principal.
-    if type(cnf) is not dict and type(cnf) is not MappingProxyType:
+    if type(cnf) is not dict:
         raise InvalidClaim("invalid cnf")
     jkt = cnf.get("jkt")
     if jkt is not None and (type(jkt) is not str or not jkt):
@@ -181,7 +180,7 @@ def _string_set(values: object, claim: str) -> frozenset[str]:
         except TypeError:
             pass
         else:
-            return _shared_set(tuple(values))
+            return _shared(_shared_sets, tuple(values), _set_of)
     raise InvalidClaim(f"invalid {claim}")
 
 
@@ -193,17 +192,27 @@ _shared_sets: dict[tuple[str, ...] | str, frozenset[str]] = {}
 _shared_client_roles: dict[
     tuple[tuple[str, frozenset[str]], ...], Mapping[str, frozenset[str]]
 ] = {}
+_Key = TypeVar("_Key", bound=Hashable)
+_Value = TypeVar("_Value")
 
 
-def _shared_set(members: tuple[str, ...] | str) -> frozenset[str]:
-    """The set of ``members`` (a scope string: its space-separated names)."""
-    found = _shared_sets.get(members)
+def _shared(table: dict[_Key, _Value], key: _Key, make: Callable[[_Key], _Value]) -> _Value:
+    """The one immutable value for ``key`` in ``table``, made on first sight."""
+    found = table.get(key)
     if found is None:
-        if len(_shared_sets) >= _SHARED_LIMIT:
-            _shared_sets.clear()
-        names = members.split() if type(members) is str else members
-        found = _shared_sets[members] = frozenset(names)
+        if len(table) >= _SHARED_LIMIT:
+            table.clear()
+        found = table[key] = make(key)
     return found
+
+
+def _set_of(members: tuple[str, ...] | str) -> frozenset[str]:
+    """The set of ``members`` (a scope string: its space-separated names)."""
+    return frozenset(members.split() if type(members) is str else members)
+
+
+def _client_roles_of(roles: tuple[tuple[str, frozenset[str]], ...]) -> Mapping[str, frozenset[str]]:
+    return MappingProxyType(dict(roles))
 
 
 def _client_id(claims: Mapping[str, Any]) -> str:
@@ -254,12 +263,7 @@ def _client_roles(resource_access: object) -> Mapping[str, frozenset[str]]:
             for client, access in resource_access.items()
         ]
     )
-    found = _shared_client_roles.get(roles)
-    if found is None:
-        if len(_shared_client_roles) >= _SHARED_LIMIT:
-            _shared_client_roles.clear()
-        found = _shared_client_roles[roles] = MappingProxyType(dict(roles))
-    return found
+    return _shared(_shared_client_roles, roles, _client_roles_of)
 
 
 def _scopes(scope: object) -> frozenset[str]:
@@ -267,4 +271,4 @@ def _scopes(scope: object) -> frozenset[str]:
         return _EMPTY
     if type(scope) is not str:
         raise InvalidClaim("invalid scope")
-    return _shared_set(scope)
+    return _shared(_shared_sets, scope, _set_of)

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ._errors import IntrospectionUnavailable, TokenRevoked
+from ._token_cache import token_key
 
 __all__ = [
     "Answer",
@@ -51,7 +52,6 @@ _ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 # is down costs it one request a second, not a thousand.
 _FAILURE_HOLD: Final = 1.0
 _CACHE_SIZE: Final = 4096
-_CACHE_KEY_CHARS: Final = 32
 # Answer members that describe the answer rather than the token.
 _NOT_CLAIMS: Final = frozenset({"active"})
 _OPAQUE_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -167,7 +167,7 @@ class IntrospectionClient:
     # -- the cache, read by the flow --------------------------------------------------------
 
     def entry(self, token: str) -> Entry | None:
-        entry = self._entries.get(token[-_CACHE_KEY_CHARS:])
+        entry = self._entries.get(token_key(token))
         return entry if entry is not None and entry.token == token else None
 
     def fresh(self, token: str, now: float) -> Entry | None:
@@ -235,7 +235,7 @@ class IntrospectionClient:
                     if limit is not None:
                         until = min(until, now + float(limit) - wall)
                 entry = Answer(token, claims, until)
-        key = token[-_CACHE_KEY_CHARS:]
+        key = token_key(token)
         self._entries.pop(key, None)  # so that the newest entry is the last one evicted
         self._entries[key] = entry
         if len(self._entries) > _CACHE_SIZE:

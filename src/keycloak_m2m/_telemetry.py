@@ -27,6 +27,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     API_INSTALLED = False
 
+from ._request import TokenVerifier
+
 if TYPE_CHECKING:
     from ._binding import ClientCertificate
     from ._http import FetchFailure
@@ -196,43 +198,12 @@ def _error_type(error: BaseException) -> str:
 # --- the validator --------------------------------------------------------------------------------
 
 
-class WatchedValidator(Protocol):
-    """What the telemetry reads of a TokenValidator, and the methods it wraps."""
-
-    @property
-    def issuer(self) -> str: ...
+class WatchedValidator(TokenVerifier, Protocol):
+    """What the telemetry reads of a TokenValidator beyond what the request step does; it wraps
+    the step's three methods."""
 
     @property
     def key_fetches(self) -> int: ...
-
-    def cached(
-        self,
-        token: str,
-        client_certificate: ClientCertificate | None = None,
-        introspect: bool = False,
-    ) -> Principal | None: ...
-
-    def validate(
-        self,
-        token: str,
-        *,
-        client_certificate: ClientCertificate | None = None,
-        introspect: bool = False,
-        dpop_proof: str | None = None,
-        method: str | None = None,
-        url: str | None = None,
-    ) -> Principal: ...
-
-    async def validate_async(
-        self,
-        token: str,
-        *,
-        client_certificate: ClientCertificate | None = None,
-        introspect: bool = False,
-        dpop_proof: str | None = None,
-        method: str | None = None,
-        url: str | None = None,
-    ) -> Principal: ...
 
     def key_set_age(self) -> float | None: ...
 
@@ -459,52 +430,28 @@ class ValidatorTelemetry:
                 _cache_hit(principal, issuer, started)
             return principal
 
-        def traced(
-            token: str,
-            *,
-            client_certificate: ClientCertificate | None = None,
-            introspect: bool = False,
-            dpop_proof: str | None = None,
-            method: str | None = None,
-            url: str | None = None,
-        ) -> Principal:
+        def bearer_hit(token: str, options: dict[str, Any]) -> Principal | None:
             # A proof is checked on every request: only a bearer token is decided by the cache.
-            principal = None if dpop_proof else cached(token, client_certificate, introspect)
-            if principal is not None:
-                return principal
-            with _Validation(self, validator) as probe:
-                checked = validate(
-                    token,
-                    client_certificate=client_certificate,
-                    introspect=introspect,
-                    dpop_proof=dpop_proof,
-                    method=method,
-                    url=url,
-                )
-                return probe.accepted(checked)
+            if options.get("dpop_proof"):
+                return None
+            return cached(
+                token, options.get("client_certificate"), options.get("introspect", False)
+            )
 
-        async def traced_async(
-            token: str,
-            *,
-            client_certificate: ClientCertificate | None = None,
-            introspect: bool = False,
-            dpop_proof: str | None = None,
-            method: str | None = None,
-            url: str | None = None,
-        ) -> Principal:
-            principal = None if dpop_proof else cached(token, client_certificate, introspect)
+        # The validator's own keywords, passed on as they came (see TokenVerifier).
+        def traced(token: str, **options: Any) -> Principal:
+            principal = bearer_hit(token, options)
             if principal is not None:
                 return principal
             with _Validation(self, validator) as probe:
-                checked = await validate_async(
-                    token,
-                    client_certificate=client_certificate,
-                    introspect=introspect,
-                    dpop_proof=dpop_proof,
-                    method=method,
-                    url=url,
-                )
-                return probe.accepted(checked)
+                return probe.accepted(validate(token, **options))
+
+        async def traced_async(token: str, **options: Any) -> Principal:
+            principal = bearer_hit(token, options)
+            if principal is not None:
+                return principal
+            with _Validation(self, validator) as probe:
+                return probe.accepted(await validate_async(token, **options))
 
         # Instance attributes: the adapters' and drivers' ``validator.cached`` (and the rest)
         # find them first. The drivers' own lookup then misses again, at no cost worth counting.

@@ -40,6 +40,12 @@ class Verified(NamedTuple):
     ath: str | None
 
 
+def token_key(token: str) -> str:
+    """What a token is cached (and its per-token locks are held) under: its signature's end.
+    Every per-token cache and lock of the package keys by this."""
+    return token[-_KEY_CHARS:]
+
+
 def entry_bytes(token: str) -> int:
     """What one entry is counted as against the cache's byte bound, token string included."""
     return (1 + _CLAIMS_BYTES_PER_TOKEN_BYTE) * len(token) + _ENTRY_BYTES
@@ -62,7 +68,7 @@ class VerifiedTokens:
 
     def get(self, token: str) -> Verified | None:
         """The entry of exactly ``token``, now the most recently used, or None."""
-        key = token[-_KEY_CHARS:]
+        key = token_key(token)
         entry = self._entries.get(key)
         if entry is None or entry.token != token:
             return None
@@ -79,7 +85,7 @@ class VerifiedTokens:
         if not self.max_entries or cost > self.max_bytes:
             return
         self.drop(entry.token)
-        self._entries[entry.token[-_KEY_CHARS:]] = entry
+        self._entries[token_key(entry.token)] = entry
         self.bytes += cost
         entries = self._entries
         while len(entries) > self.max_entries or self.bytes > self.max_bytes:
@@ -88,6 +94,6 @@ class VerifiedTokens:
 
     def drop(self, token: str) -> None:
         """Forget the entry stored under ``token``'s key, if any."""
-        evicted = self._entries.pop(token[-_KEY_CHARS:], None)
+        evicted = self._entries.pop(token_key(token), None)
         if evicted is not None:
             self.bytes -= entry_bytes(evicted.token)

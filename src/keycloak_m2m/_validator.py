@@ -65,7 +65,7 @@ from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._steady import steady_clock
-from ._token_cache import Verified, VerifiedTokens
+from ._token_cache import Verified, VerifiedTokens, token_key
 
 __all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
 
@@ -79,8 +79,6 @@ _DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Distinct header segments seen in practice are a handful per issuer; the bound only stops a
 # flood of crafted headers from growing memory.
 _HEADER_CACHE_SIZE = 64
-# Per-token locks are keyed like the caches: by the end of the token's signature.
-_LOCK_KEY_CHARS = 32
 _INTROSPECTION_MAX_BYTES = 64 * 1024
 
 
@@ -433,7 +431,7 @@ class TokenValidator:
         client = self._introspection
         assert client is not None
         # Concurrent checks of one token wait here for the first one's request.
-        with self._introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
+        with self._introspection_locks.hold(token_key(step.token)):
             if client.entry(step.token) is step.seen:
                 with self._telemetry.introspection(
                     client.endpoint, client.config.client_id
@@ -445,7 +443,7 @@ class TokenValidator:
     async def _introspect_async(self, step: Introspect) -> None:
         client = self._introspection
         assert client is not None
-        async with self._async_introspection_locks.hold(step.token[-_LOCK_KEY_CHARS:]):
+        async with self._async_introspection_locks.hold(token_key(step.token)):
             if client.entry(step.token) is step.seen:
                 with self._telemetry.introspection(
                     client.endpoint, client.config.client_id
