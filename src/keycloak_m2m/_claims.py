@@ -139,10 +139,11 @@ def _check_times(claims: Mapping[str, Any], leeway: float, profile: Profile, now
     expires_at = claims.get("exp")
     not_before = claims.get("nbf", 0)
     issued_at = claims.get("iat", 0)
-    if not _is_time(expires_at):
-        raise InvalidClaim("missing or invalid exp")
-    if not (_is_time(not_before) and _is_time(issued_at)):
-        raise InvalidClaim("invalid nbf or iat")
+    if not type(expires_at) is type(not_before) is type(issued_at) is int:  # Keycloak's: all int
+        if not _is_time(expires_at):
+            raise InvalidClaim("missing or invalid exp")
+        if not (_is_time(not_before) and _is_time(issued_at)):
+            raise InvalidClaim("invalid nbf or iat")
     if profile == "rfc9068" and "iat" not in claims:
         raise InvalidClaim("missing iat")
     try:
@@ -167,20 +168,20 @@ def _check_audience(aud: object, accepted: frozenset[str], azp: str | None) -> N
     elif type(aud) is str:
         named = aud in accepted
     else:
-        named = not accepted.isdisjoint(_string_set(aud, "aud"))
+        named = not accepted.isdisjoint(_strings(aud, "aud"))
     if not named and (azp is None or azp not in accepted):
         raise InvalidAudience()
 
 
-def _string_set(values: object, claim: str) -> frozenset[str]:
-    """A JSON list of strings as a set; any other shape makes the claim invalid."""
+def _strings(values: object, claim: str) -> list[str]:
+    """A JSON list of strings; any other shape makes the claim invalid."""
     if type(values) is list:
         try:
             "".join(values)  # refuses anything but strings, in one C call
         except TypeError:
             pass
         else:
-            return _shared(_shared_sets, tuple(values), _set_of)
+            return values
     raise InvalidClaim(f"invalid {claim}")
 
 
@@ -236,8 +237,11 @@ def _client_id(claims: Mapping[str, Any]) -> str:
 def service_account(claims: Mapping[str, Any], client_id: str, profile: Profile) -> bool:
     """Whether the token speaks for the client itself (its service account), not a user."""
     username = claims.get("preferred_username")
-    if type(username) is str and username.lower() == (_SERVICE_ACCOUNT_PREFIX + client_id).lower():
-        return True
+    if type(username) is str:
+        own = _SERVICE_ACCOUNT_PREFIX + client_id
+        # Keycloak lower-cases usernames, not client ids: compare without case, exactly first.
+        if username == own or username.lower() == own.lower():
+            return True
     azp = claims.get("azp")
     if azp is not None and (claims.get("client_id") == azp or claims.get("clientId") == azp):
         return True
@@ -249,7 +253,9 @@ def _role_list(container: object, claim: str) -> frozenset[str]:
     if container is None:
         return _EMPTY
     roles = container.get("roles") if type(container) is dict else ()
-    return _EMPTY if roles is None else _string_set(roles, claim)
+    if roles is None:
+        return _EMPTY
+    return _shared(_shared_sets, tuple(_strings(roles, claim)), _set_of)
 
 
 def _client_roles(resource_access: object) -> Mapping[str, frozenset[str]]:

@@ -96,13 +96,14 @@ class ProofChecker:
         ``ath`` is ``access_token_hash`` of the token the proof must name; None at a token
         endpoint, where there is no token yet."""
         try:
-            header_segment, payload_segment, signature_segment = split_token(proof, MAX_PROOF_SIZE)
+            header_segment, payload_segment, signing_input, signature_segment = split_token(
+                proof, MAX_PROOF_SIZE
+            )
             proof_key = self._keys.get(header_segment) or self._read_header(header_segment)
             claims = decode_json_object(payload_segment, self._parse_json)
             signature = b64url_decode(signature_segment)
         except MalformedToken as error:
             raise InvalidDPoPProof(f"malformed proof: {error.description}") from None
-        signing_input = header_segment + b"." + payload_segment
         if verifying_key((proof_key.key,), proof_key.alg, signing_input, signature) is None:
             raise InvalidDPoPProof("proof signature verification failed")
         jti = claims.get("jti")

@@ -314,6 +314,8 @@ class TokenValidator:
                     token, client_certificate, introspect, fetched, introspected
                 )
             entry = self._keep(outcome)
+        if dpop_proof is None and entry.bearer:
+            return entry.principal  # most requests: a bearer token, and no proof to check
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not self._replay.first_use(
             verdict.replay_key, verdict.replay_ttl
@@ -349,6 +351,8 @@ class TokenValidator:
                     token, client_certificate, introspect, fetched, introspected
                 )
             entry = self._keep(outcome)
+        if dpop_proof is None and entry.bearer:
+            return entry.principal  # most requests: a bearer token, and no proof to check
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not await self._replay.first_use_async(
             verdict.replay_key, verdict.replay_ttl
@@ -497,7 +501,7 @@ class TokenValidator:
         introspecting = self._introspecting(introspect)
         if self._introspection is not None and is_opaque(token, self._max_token_size):
             return self._opaque_attempt(token, certificate, introspected)
-        header_segment, payload_segment, signature_segment = split_token(
+        header_segment, payload_segment, signing_input, signature_segment = split_token(
             token, self._max_token_size
         )
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
@@ -510,7 +514,7 @@ class TokenValidator:
             if isinstance(selected, FetchDue):
                 return selected
             keys = selected
-        key = verifying_key(keys, header.alg, header_segment + b"." + payload_segment, signature)
+        key = verifying_key(keys, header.alg, signing_input, signature)
         if key is None:
             raise InvalidSignature()
         bound = self._check_binding(claims, certificate)
