@@ -46,6 +46,7 @@ from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.backends.openssl import backend as openssl_backend
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from inlined_bound import inlined_validator  # beside this script
 from jwt.utils import base64url_decode, raw_to_der_signature
 
 from keycloak_m2m import (
@@ -79,6 +80,7 @@ WIDE_CLIENT = "reporting-job"
 MEMORY_ENTRIES = 4096
 MEMORY_TARGET = 1536  # bytes per verified-token cache entry, beyond the token string
 INTROSPECTED = "keycloak_m2m, introspected"
+INLINED = "bound: every check in one function"
 # The resource server's own client, which introspects (RFC 7662).
 SERVICE_SECRET = "notification-service-secret"
 UNINSTRUMENTED = "uninstrumented"
@@ -422,11 +424,31 @@ def dpop_cached(fixture: Fixture, honest: list[str]) -> Contender:
     )
 
 
+def inlined(fixture: Fixture) -> list[Contender]:
+    """The pure-Python bound (inlined_bound.py), each placed after its shape's cache-off row."""
+    validate = inlined_validator(fixture.issuer, fixture.public_key, AUDIENCE)
+    return [
+        Contender(
+            INLINED + shape,
+            validate,
+            fixture.fresh[shape][:TOKEN_COUNT],
+            CryptoInvalidSignature,
+            ValueError,
+        )
+        for shape in ("", WIDE)
+    ]
+
+
 def all_contenders(fixture: Fixture) -> list[Contender]:
     honest = proofs(fixture)
+    package = ours(fixture)
+    for row in inlined(fixture):
+        cache_off = CACHE_OFF + row.name.removeprefix(INLINED)
+        position = next(i for i, c in enumerate(package) if c.name == cache_off)
+        package.insert(position + 1, row)
     return [
         floor(fixture),
-        *ours(fixture),
+        *package,
         es256_floor(fixture, honest),
         dpop_cached(fixture, honest),
         pyjwt_with_key(fixture),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from keycloak_m2m import InsufficientScope, Principal, TokenValidator
+from keycloak_m2m import InsufficientScope, MalformedToken, Principal, TokenValidator
 from keycloak_m2m._inspect import explain
 from keycloak_m2m.testing import LocalRealm
 
@@ -68,3 +68,14 @@ def test_inspect_and_the_validator_agree_on_a_service_account(
     assert principal.is_service_account
     assert dict(report.facts)["Caller"].startswith(f"service account of client {CLIENT}")
     assert not any("not a service-account token" in warning for warning in report.warnings)
+
+
+@pytest.mark.parametrize("character", ["+", "/", "=", "*"])
+def test_inspect_refuses_a_signature_that_is_not_base64url(
+    realm: LocalRealm, clock: FakeClock, character: str
+) -> None:
+    # inspect verifies nothing, but it reads only what a validator would read.
+    token = realm.mint(CLIENT)
+    with pytest.raises(MalformedToken):
+        explain(token[:-4] + character * 4, now=clock())
+    assert explain(token, now=clock()).claims["azp"] == CLIENT
