@@ -717,6 +717,66 @@ def test_rotation_rejects_unknown_algorithm(realm: LocalRealm) -> None:
         realm.rotate_keys(algorithm="HS256")
 
 
+# The RSA keys of stopped realms are recycled (docs/testing.md, "Keys"): these tests pin what
+# that may never break.
+
+
+def stop_realms(count: int) -> None:
+    """Start and stop ``count`` realms: their keys wait for the realms started next."""
+    for _ in range(count):
+        LocalRealm().start().stop()
+
+
+def test_a_stopped_realms_key_goes_to_the_next_realm() -> None:
+    with LocalRealm() as first:
+        kid = first.active_kid
+    with LocalRealm(algorithm="PS256") as second:
+        assert second.active_kid == kid  # the same RSA key, so the same kid
+        assert second.public_jwk(kid)["alg"] == "PS256"
+
+
+def test_live_realms_never_share_a_key() -> None:
+    stop_realms(6)
+    realms = [LocalRealm().start() for _ in range(3)]
+    published = [{realm.active_kid} for realm in realms]
+
+    def rotate(index: int, rotations: tuple[bool, ...]) -> None:
+        for keep_old in rotations:
+            published[index].add(realms[index].rotate_keys(keep_old=keep_old))
+
+    try:
+        with ThreadPoolExecutor(len(realms)) as pool:
+            list(pool.map(rotate, range(3), [(False, True, False)] * 3))
+        assert [len(kids) for kids in published] == [4, 4, 4]  # each rotation a new key
+        assert not published[0] & published[1]
+        assert not published[0] & published[2]
+        assert not published[1] & published[2]
+        realms[0].stop()  # its keys may now go to the others, but each to one of them
+        rotate(1, (True, False))
+        rotate(2, (True, False))
+        assert [len(kids) for kids in published[1:]] == [6, 6]
+        assert not published[1] & published[2]
+    finally:
+        for realm in realms:
+            realm.stop()
+
+
+def test_rotation_never_brings_back_a_key_the_realm_published() -> None:
+    stop_realms(2)
+    with LocalRealm() as realm:
+        published = {realm.active_kid}
+        for keep_old in (False, True, False, False):
+            kid = realm.rotate_keys(keep_old=keep_old)
+            assert kid not in published
+            published.add(kid)
+    # Stopped, its keys went to the realms started next; it still rotates, to keys of its own.
+    kid = realm.rotate_keys(keep_old=False)
+    assert kid not in published
+    with LocalRealm() as later:
+        assert later.active_kid in published
+        assert later.active_kid != kid
+
+
 # ---------------------------------------------------------------------------------------------
 # Fault injection
 
