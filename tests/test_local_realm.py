@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from keycloak_m2m.testing import LocalRealm
 
-from .support import SharedRealm
+from .support import TLS, SharedRealm
 
 SECRET = "s3cret-value"
 KEYCLOAK_HEADER = '{{"alg":"{alg}","typ" : "JWT","kid" : "{kid}"}}'
@@ -111,7 +111,7 @@ def verify(token: str, public_key: Any, alg: str) -> None:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=TLS) as client:
         yield client
 
 
@@ -309,7 +309,7 @@ def test_token_with_client_secret_post(realm: LocalRealm, http: httpx.Client) ->
 def test_basic_credentials_are_form_urlencoded(local_realm: LocalRealm) -> None:
     local_realm.add_client("odd:id", "p@ss w+rd")
     credentials = base64.b64encode(b"odd%3Aid:p%40ss+w%2Brd").decode()
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         response = http.post(
             local_realm.token_url,
             data={"grant_type": "client_credentials"},
@@ -331,7 +331,7 @@ def test_token_payload_is_keycloak_service_account_shape(local_realm: LocalRealm
         "orders", SECRET, realm_roles=["reporter"], client_roles={"billing": ["read", "write"]}
     )
     before = int(time.time())
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         token = get_token(local_realm, http, "orders").json()["access_token"]
     after = time.time()
     claims = payload_of(token)
@@ -417,7 +417,7 @@ def test_audience_rules(
     expected: str | list[str],
 ) -> None:
     local_realm.add_client("svc", SECRET, audience=audience, client_roles=client_roles)
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         token = get_token(local_realm, http).json()["access_token"]
     assert payload_of(token)["aud"] == expected
 
@@ -425,7 +425,7 @@ def test_audience_rules(
 def test_realm_clock_sets_iat_and_exp() -> None:
     with LocalRealm(clock=lambda: 1_700_000_000.9, token_lifetime=60) as realm:
         realm.add_client("svc", SECRET)
-        with httpx.Client() as http:
+        with httpx.Client(verify=TLS) as http:
             body = get_token(realm, http).json()
     claims = payload_of(body["access_token"])
     assert (claims["iat"], claims["exp"], body["expires_in"]) == (1_700_000_000, 1_700_000_060, 60)
@@ -843,7 +843,7 @@ def test_heal_keys_ends_the_delay_for_new_requests(realm: LocalRealm, http: http
 
 def test_slow_keys_times_out_a_client(realm: LocalRealm) -> None:
     realm.slow_keys(2)
-    with httpx.Client(timeout=0.2) as http, pytest.raises(httpx.ReadTimeout):
+    with httpx.Client(timeout=0.2, verify=TLS) as http, pytest.raises(httpx.ReadTimeout):
         http.get(realm.jwks_url)
 
 
@@ -921,7 +921,7 @@ def test_concurrent_requests_are_all_counted(realm: LocalRealm, http: httpx.Clie
 
 
 async def test_async_client_gets_a_token(realm: LocalRealm) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=TLS) as http:
         response = await http.post(
             realm.token_url, data={"grant_type": "client_credentials"}, auth=("svc", SECRET)
         )
@@ -1103,11 +1103,11 @@ def test_stop_joins_threads_despite_open_and_delayed_connections() -> None:
     others = set(realm_threads())  # of the module's shared realm, if it is running
     realm = LocalRealm(algorithm="ES256").start()
     outcome: list[object] = []
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         assert http.get(realm.discovery_url).status_code == 200  # a kept-alive connection
 
         def delayed() -> None:
-            with httpx.Client() as other:
+            with httpx.Client(verify=TLS) as other:
                 try:
                     outcome.append(other.get(realm.jwks_url).status_code)
                 except httpx.HTTPError as error:
