@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +22,17 @@ from .support import (
     validate_async,
     validate_sync,
 )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: two workers per core. A worker spends about half its time waiting (on the
+    servers and subprocesses its tests start, on the timeouts they test), which a second worker
+    per core fills; on a busy machine the workers' share of the cores grows with their number.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return 2 * (len(usable) if usable else os.cpu_count() or 1)
 
 
 @pytest.fixture

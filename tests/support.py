@@ -8,12 +8,17 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+import httpx
 import pytest
 
 from keycloak_m2m import Principal, TokenValidator
 from keycloak_m2m.testing import LocalRealm
 
 START = 1_750_000_000.0
+# httpx's default TLS settings, made once per process: a client made without ``verify=`` loads
+# the system CA certificates again, tens of milliseconds of CPU each time. The tests' own
+# clients pass ``verify=TLS``; tests of TLS settings make theirs.
+TLS = httpx.create_ssl_context()
 AUDIENCE = "notification-service"
 CLIENT = "shop-api"
 

@@ -23,7 +23,7 @@ from keycloak_m2m import (
 )
 from keycloak_m2m.testing import LocalRealm
 
-from .support import AUDIENCE, CLIENT, FakeClock, Validate
+from .support import AUDIENCE, CLIENT, TLS, FakeClock, Validate
 
 MakeValidator = Callable[..., TokenValidator]
 SECRET = "notification-service-secret"
@@ -69,7 +69,7 @@ def test_a_token_revoked_at_the_revocation_endpoint_is_refused(
     validator = introspecting(make_validator)
     token = realm.mint(CLIENT)
     response = httpx.post(
-        realm.revocation_url, data={"token": token}, auth=(CLIENT, "shop-api-secret")
+        realm.revocation_url, data={"token": token}, auth=(CLIENT, "shop-api-secret"), verify=TLS
     )
     assert response.status_code == 200
     with pytest.raises(TokenRevoked):

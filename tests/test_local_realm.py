@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from keycloak_m2m.testing import LocalRealm
 
-from .support import SharedRealm
+from .support import TLS, SharedRealm
 
 SECRET = "s3cret-value"
 KEYCLOAK_HEADER = '{{"alg":"{alg}","typ" : "JWT","kid" : "{kid}"}}'
@@ -111,7 +111,7 @@ def verify(token: str, public_key: Any, alg: str) -> None:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=TLS) as client:
         yield client
 
 
@@ -309,7 +309,7 @@ def test_token_with_client_secret_post(realm: LocalRealm, http: httpx.Client) ->
 def test_basic_credentials_are_form_urlencoded(local_realm: LocalRealm) -> None:
     local_realm.add_client("odd:id", "p@ss w+rd")
     credentials = base64.b64encode(b"odd%3Aid:p%40ss+w%2Brd").decode()
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         response = http.post(
             local_realm.token_url,
             data={"grant_type": "client_credentials"},
@@ -331,7 +331,7 @@ def test_token_payload_is_keycloak_service_account_shape(local_realm: LocalRealm
         "orders", SECRET, realm_roles=["reporter"], client_roles={"billing": ["read", "write"]}
     )
     before = int(time.time())
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         token = get_token(local_realm, http, "orders").json()["access_token"]
     after = time.time()
     claims = payload_of(token)
@@ -417,7 +417,7 @@ def test_audience_rules(
     expected: str | list[str],
 ) -> None:
     local_realm.add_client("svc", SECRET, audience=audience, client_roles=client_roles)
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         token = get_token(local_realm, http).json()["access_token"]
     assert payload_of(token)["aud"] == expected
 
@@ -425,7 +425,7 @@ def test_audience_rules(
 def test_realm_clock_sets_iat_and_exp() -> None:
     with LocalRealm(clock=lambda: 1_700_000_000.9, token_lifetime=60) as realm:
         realm.add_client("svc", SECRET)
-        with httpx.Client() as http:
+        with httpx.Client(verify=TLS) as http:
             body = get_token(realm, http).json()
     claims = payload_of(body["access_token"])
     assert (claims["iat"], claims["exp"], body["expires_in"]) == (1_700_000_000, 1_700_000_060, 60)
@@ -717,6 +717,66 @@ def test_rotation_rejects_unknown_algorithm(realm: LocalRealm) -> None:
         realm.rotate_keys(algorithm="HS256")
 
 
+# The RSA keys of stopped realms are recycled (docs/testing.md, "Keys"): these tests pin what
+# that may never break.
+
+
+def stop_realms(count: int) -> None:
+    """Start and stop ``count`` realms: their keys wait for the realms started next."""
+    for _ in range(count):
+        LocalRealm().start().stop()
+
+
+def test_a_stopped_realms_key_goes_to_the_next_realm() -> None:
+    with LocalRealm() as first:
+        kid = first.active_kid
+    with LocalRealm(algorithm="PS256") as second:
+        assert second.active_kid == kid  # the same RSA key, so the same kid
+        assert second.public_jwk(kid)["alg"] == "PS256"
+
+
+def test_live_realms_never_share_a_key() -> None:
+    stop_realms(6)
+    realms = [LocalRealm().start() for _ in range(3)]
+    published = [{realm.active_kid} for realm in realms]
+
+    def rotate(index: int, rotations: tuple[bool, ...]) -> None:
+        for keep_old in rotations:
+            published[index].add(realms[index].rotate_keys(keep_old=keep_old))
+
+    try:
+        with ThreadPoolExecutor(len(realms)) as pool:
+            list(pool.map(rotate, range(3), [(False, True, False)] * 3))
+        assert [len(kids) for kids in published] == [4, 4, 4]  # each rotation a new key
+        assert not published[0] & published[1]
+        assert not published[0] & published[2]
+        assert not published[1] & published[2]
+        realms[0].stop()  # its keys may now go to the others, but each to one of them
+        rotate(1, (True, False))
+        rotate(2, (True, False))
+        assert [len(kids) for kids in published[1:]] == [6, 6]
+        assert not published[1] & published[2]
+    finally:
+        for realm in realms:
+            realm.stop()
+
+
+def test_rotation_never_brings_back_a_key_the_realm_published() -> None:
+    stop_realms(2)
+    with LocalRealm() as realm:
+        published = {realm.active_kid}
+        for keep_old in (False, True, False, False):
+            kid = realm.rotate_keys(keep_old=keep_old)
+            assert kid not in published
+            published.add(kid)
+    # Stopped, its keys went to the realms started next; it still rotates, to keys of its own.
+    kid = realm.rotate_keys(keep_old=False)
+    assert kid not in published
+    with LocalRealm() as later:
+        assert later.active_kid in published
+        assert later.active_kid != kid
+
+
 # ---------------------------------------------------------------------------------------------
 # Fault injection
 
@@ -783,7 +843,7 @@ def test_heal_keys_ends_the_delay_for_new_requests(realm: LocalRealm, http: http
 
 def test_slow_keys_times_out_a_client(realm: LocalRealm) -> None:
     realm.slow_keys(2)
-    with httpx.Client(timeout=0.2) as http, pytest.raises(httpx.ReadTimeout):
+    with httpx.Client(timeout=0.2, verify=TLS) as http, pytest.raises(httpx.ReadTimeout):
         http.get(realm.jwks_url)
 
 
@@ -861,7 +921,7 @@ def test_concurrent_requests_are_all_counted(realm: LocalRealm, http: httpx.Clie
 
 
 async def test_async_client_gets_a_token(realm: LocalRealm) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=TLS) as http:
         response = await http.post(
             realm.token_url, data={"grant_type": "client_credentials"}, auth=("svc", SECRET)
         )
@@ -1043,11 +1103,11 @@ def test_stop_joins_threads_despite_open_and_delayed_connections() -> None:
     others = set(realm_threads())  # of the module's shared realm, if it is running
     realm = LocalRealm(algorithm="ES256").start()
     outcome: list[object] = []
-    with httpx.Client() as http:
+    with httpx.Client(verify=TLS) as http:
         assert http.get(realm.discovery_url).status_code == 200  # a kept-alive connection
 
         def delayed() -> None:
-            with httpx.Client() as other:
+            with httpx.Client(verify=TLS) as other:
                 try:
                     outcome.append(other.get(realm.jwks_url).status_code)
                 except httpx.HTTPError as error:

@@ -18,7 +18,7 @@ import pytest
 
 from keycloak_m2m.testing import LocalRealm
 
-from .support import SharedRealm
+from .support import TLS, SharedRealm
 
 SECRET = "s3cret-value"
 
@@ -33,7 +33,7 @@ def payload_of(token: str) -> dict[str, Any]:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=TLS) as client:
         yield client
 
 

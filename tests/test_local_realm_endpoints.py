@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from keycloak_m2m.testing import LocalRealm
 
-from .support import SharedRealm
+from .support import TLS, SharedRealm
 
 SECRET = "s3cret-value"
 UI = "http://ui.example:3000"
@@ -23,7 +23,7 @@ UI = "http://ui.example:3000"
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=TLS) as client:
         yield client
 
 

@@ -21,7 +21,7 @@ from keycloak_m2m.flask import TokenAuth as FlaskAuth
 from keycloak_m2m.flask import current_principal
 from keycloak_m2m.testing import CertificateAuthority, LocalRealm
 
-from ..support import AUDIENCE, CLIENT
+from ..support import AUDIENCE, CLIENT, TLS
 from .servers import serve_asgi, serve_wsgi
 
 AUTHORITY = CertificateAuthority()
@@ -58,14 +58,16 @@ def test_flask_reads_the_configured_envoy_header(
     app = flask_app(FlaskAuth(validator, client_cert_header=XFCC))
     bearer = {"Authorization": f"Bearer {bound_token}"}
     with serve_wsgi(app) as base_url:
-        assert httpx.get(base_url, headers={**bearer, XFCC: xfcc(MINE.der)}).text == CLIENT
-        other = httpx.get(base_url, headers={**bearer, XFCC: xfcc(OTHER.der)})
+        assert (
+            httpx.get(base_url, headers={**bearer, XFCC: xfcc(MINE.der)}, verify=TLS).text == CLIENT
+        )
+        other = httpx.get(base_url, headers={**bearer, XFCC: xfcc(OTHER.der)}, verify=TLS)
         assert other.status_code == 401
         assert other.json()["error_description"] == "certificate mismatch"
-        garbage = httpx.get(base_url, headers={**bearer, XFCC: "Hash=nothex"})
+        garbage = httpx.get(base_url, headers={**bearer, XFCC: "Hash=nothex"}, verify=TLS)
         assert garbage.status_code == 400
         assert garbage.json()["error"] == "invalid_request"
-        assert httpx.get(base_url, headers=bearer).status_code == 401
+        assert httpx.get(base_url, headers=bearer, verify=TLS).status_code == 401
 
 
 def test_flask_ignores_the_header_unless_configured(
@@ -74,7 +76,7 @@ def test_flask_ignores_the_header_unless_configured(
     app = flask_app(FlaskAuth(validator))
     headers = {"Authorization": f"Bearer {bound_token}", XFCC: xfcc(MINE.der)}
     with serve_wsgi(app) as base_url:
-        assert httpx.get(base_url, headers=headers).status_code == 401
+        assert httpx.get(base_url, headers=headers, verify=TLS).status_code == 401
 
 
 def test_flask_reads_the_wsgi_servers_certificate(
@@ -136,20 +138,24 @@ def test_fastapi_routes_that_ask_introspect(
     token = realm.mint(CLIENT)
     headers = {"Authorization": f"Bearer {token}"}
     with serve_asgi(app) as base_url:
-        assert httpx.post(base_url + "/pay", headers=headers).status_code == 200
+        assert httpx.post(base_url + "/pay", headers=headers, verify=TLS).status_code == 200
         realm.revoke(token)
-        assert httpx.get(base_url + "/read", headers=headers).status_code == 200
+        assert httpx.get(base_url + "/read", headers=headers, verify=TLS).status_code == 200
         assert realm.request_count("introspect") == 1
         realm.reset_counts()
         fresh = realm.mint(CLIENT)
         realm.fail_introspection(500)
-        down = httpx.post(base_url + "/pay", headers={"Authorization": f"Bearer {fresh}"})
+        down = httpx.post(
+            base_url + "/pay", headers={"Authorization": f"Bearer {fresh}"}, verify=TLS
+        )
         assert down.status_code == 503
         assert down.headers["Retry-After"] == "1"
         assert down.json()["error"] == "temporarily_unavailable"
         realm.heal_introspection()
         another = realm.mint(CLIENT)
         realm.revoke(another)
-        revoked = httpx.post(base_url + "/pay", headers={"Authorization": f"Bearer {another}"})
+        revoked = httpx.post(
+            base_url + "/pay", headers={"Authorization": f"Bearer {another}"}, verify=TLS
+        )
         assert revoked.status_code == 401
         assert revoked.json()["error_description"] == "token revoked or inactive"

@@ -20,7 +20,7 @@ from keycloak_m2m import TokenValidator
 from keycloak_m2m._request import MAX_FORM_BODY
 from keycloak_m2m.testing import LocalRealm
 
-from ..support import AUDIENCE, CLIENT, add_shop_client
+from ..support import AUDIENCE, CLIENT, TLS, add_shop_client
 from .apps import ADAPTERS, ASGI_ADAPTERS, MISSING_ROLE, MISSING_SCOPE
 from .checks import assert_refused
 from .servers import serve_asgi, serve_wsgi
@@ -74,56 +74,62 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_valid_token_passes(served: Served, token: str) -> None:
-    response = httpx.get(served.url + "/any", headers=bearer(token))
+    response = httpx.get(served.url + "/any", headers=bearer(token), verify=TLS)
     assert response.status_code == 200
     assert response.json()["client_id"] == CLIENT
 
 
 def test_form_body_reaches_the_app_after_the_check(served: Served, token: str) -> None:
     headers = {**bearer(token), "Content-Type": FORM}
-    response = httpx.post(served.url + "/echo", headers=headers, content=b"message=hello")
+    response = httpx.post(
+        served.url + "/echo", headers=headers, content=b"message=hello", verify=TLS
+    )
     assert response.status_code == 200
     assert response.json() == {"client_id": CLIENT, "body": "message=hello"}
 
 
 def test_no_token_gets_a_bare_challenge(served: Served) -> None:
-    response = httpx.get(served.url + "/any")
+    response = httpx.get(served.url + "/any", verify=TLS)
     assert_refused(response, 401, None, realm=served.realm.issuer)
 
 
 def test_malformed_token_is_invalid(served: Served) -> None:
-    response = httpx.get(served.url + "/any", headers=bearer("not.a.token"))
+    response = httpx.get(served.url + "/any", headers=bearer("not.a.token"), verify=TLS)
     assert_refused(response, 401, "invalid_token", realm=served.realm.issuer)
 
 
 def test_expired_token_is_invalid(served: Served) -> None:
     expired = served.realm.mint(CLIENT, expires_in=-120)
-    response = httpx.get(served.url + "/any", headers=bearer(expired))
+    response = httpx.get(served.url + "/any", headers=bearer(expired), verify=TLS)
     body = assert_refused(response, 401, "invalid_token", realm=served.realm.issuer, token=expired)
     assert body["error_description"] == "token expired"
 
 
 def test_several_authorization_headers_are_a_bad_request(served: Served, token: str) -> None:
     headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
-    response = httpx.get(served.url + "/any", headers=headers)
+    response = httpx.get(served.url + "/any", headers=headers, verify=TLS)
     assert_refused(response, 400, "invalid_request", realm=served.realm.issuer, token=token)
 
 
 def test_token_in_the_query_is_a_bad_request(served: Served, token: str) -> None:
-    response = httpx.get(served.url + "/any", params={"access_token": token}, headers=bearer(token))
+    response = httpx.get(
+        served.url + "/any", params={"access_token": token}, headers=bearer(token), verify=TLS
+    )
     assert_refused(response, 400, "invalid_request", realm=served.realm.issuer)
 
 
 def test_token_in_a_form_body_is_a_bad_request(served: Served, token: str) -> None:
     headers = {**bearer(token), "Content-Type": FORM}
-    response = httpx.post(served.url + "/echo", headers=headers, content=f"access_token={token}")
+    response = httpx.post(
+        served.url + "/echo", headers=headers, content=f"access_token={token}", verify=TLS
+    )
     assert_refused(response, 400, "invalid_request", realm=served.realm.issuer)
 
 
 def test_oversized_form_body_is_a_bad_request(served: Served, token: str) -> None:
     headers = {**bearer(token), "Content-Type": FORM}
     body = b"message=" + b"x" * MAX_FORM_BODY
-    response = httpx.post(served.url + "/echo", headers=headers, content=body)
+    response = httpx.post(served.url + "/echo", headers=headers, content=body, verify=TLS)
     refusal = assert_refused(response, 400, "invalid_request", realm=served.realm.issuer)
     assert "too large" in refusal["error_description"]
 
@@ -149,35 +155,35 @@ def test_oversized_form_body_is_refused_at_the_bound(served: Served) -> None:
 
 
 def test_missing_role_is_named(served: Served, token: str) -> None:
-    response = httpx.get(served.url + "/role", headers=bearer(token))
+    response = httpx.get(served.url + "/role", headers=bearer(token), verify=TLS)
     body = assert_refused(response, 403, "insufficient_scope", realm=served.realm.issuer)
     assert MISSING_ROLE in body["error_description"]
 
 
 def test_missing_scope_is_in_the_challenge(served: Served, token: str) -> None:
-    response = httpx.get(served.url + "/scope", headers=bearer(token))
+    response = httpx.get(served.url + "/scope", headers=bearer(token), verify=TLS)
     assert_refused(response, 403, "insufficient_scope", realm=served.realm.issuer)
     assert f'scope="{MISSING_SCOPE}"' in response.headers["WWW-Authenticate"]
 
 
 def test_optional_route_without_a_token_is_anonymous(served: Served) -> None:
-    response = httpx.get(served.url + "/optional")
+    response = httpx.get(served.url + "/optional", verify=TLS)
     assert response.status_code == 200
     assert response.json()["client_id"] is None
 
 
 def test_optional_route_with_a_bad_token_is_refused(served: Served) -> None:
-    response = httpx.get(served.url + "/optional", headers=bearer("not.a.token"))
+    response = httpx.get(served.url + "/optional", headers=bearer("not.a.token"), verify=TLS)
     assert_refused(response, 401, "invalid_token", realm=served.realm.issuer)
 
 
 def test_optional_route_with_a_token_knows_the_caller(served: Served, token: str) -> None:
-    response = httpx.get(served.url + "/optional", headers=bearer(token))
+    response = httpx.get(served.url + "/optional", headers=bearer(token), verify=TLS)
     assert response.json()["client_id"] == CLIENT
 
 
 def test_keys_unavailable_is_a_503_with_retry_after(served: Served, token: str) -> None:
-    response = httpx.get(served.keys_down_url + "/any", headers=bearer(token))
+    response = httpx.get(served.keys_down_url + "/any", headers=bearer(token), verify=TLS)
     assert_refused(
         response,
         503,

@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
+from ..support import TLS
+
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -60,7 +62,7 @@ def _handler(upstreams: dict[str, str] | None, relay: Relay) -> type:
                 for name, value in self.headers.items()
                 if name.lower() not in _HOP_BY_HOP and name.lower() != "host"
             }
-            answer = httpx.request(self.command, target, headers=headers, content=body)
+            answer = httpx.request(self.command, target, headers=headers, content=body, verify=TLS)
             if relay.lost_answers > 0:
                 relay.lost_answers -= 1
                 self._send_lost()

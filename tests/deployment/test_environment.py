@@ -16,7 +16,7 @@ from keycloak_m2m.flask import TokenAuth, current_principal
 from keycloak_m2m.testing import LocalRealm
 
 from ..adapters.servers import serve_wsgi
-from ..support import AUDIENCE, CLIENT, add_shop_client
+from ..support import AUDIENCE, CLIENT, TLS, add_shop_client
 
 SECRET = "shop-api-secret"
 PUBLIC_URL = "https://sso.example.com"
@@ -207,8 +207,10 @@ def test_flask_init_app_falls_back_to_the_environment(
     auth.init_app(app)
     with serve_wsgi(app) as url:
         token = issued(realm)
-        answer = httpx.get(url + "/whoami", headers={"Authorization": f"Bearer {token}"})
-        refused = httpx.get(url + "/whoami")
+        answer = httpx.get(
+            url + "/whoami", headers={"Authorization": f"Bearer {token}"}, verify=TLS
+        )
+        refused = httpx.get(url + "/whoami", verify=TLS)
 
     assert answer.json() == {"client": CLIENT, "issuer": realm.issuer}
     assert refused.status_code == 401

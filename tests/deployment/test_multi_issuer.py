@@ -24,7 +24,7 @@ from keycloak_m2m.testing import LocalRealm
 
 from ..adapters.apps import ADAPTERS, ASGI_ADAPTERS
 from ..adapters.servers import serve_asgi, serve_wsgi
-from ..support import AUDIENCE, CLIENT, FakeClock, Validate, add_shop_client
+from ..support import AUDIENCE, CLIENT, TLS, FakeClock, Validate, add_shop_client
 from .servers import one_keycloak
 
 
@@ -269,7 +269,7 @@ def test_every_adapter_accepts_it(
     with ExitStack() as stack:
         url = stack.enter_context(serve(ADAPTERS[adapter](multi)))
         answers = [
-            httpx.get(url + "/any", headers={"Authorization": f"Bearer {token}"})
+            httpx.get(url + "/any", headers={"Authorization": f"Bearer {token}"}, verify=TLS)
             for token in (
                 shop.mint(CLIENT),
                 billing.mint(CLIENT),

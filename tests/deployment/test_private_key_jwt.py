@@ -31,7 +31,7 @@ from keycloak_m2m.testing import LocalRealm
 from keycloak_m2m.testing._keys import keycloak_kid
 from keycloak_m2m.testing._server import HttpServer, Request, Response
 
-from ..support import AUDIENCE, CLIENT
+from ..support import AUDIENCE, CLIENT, TLS
 from .servers import forward_proxy
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -292,7 +292,7 @@ def post(
         "client_assertion": client_assertion,
         **form,
     }
-    return httpx.post(url or realm.token_url, data=data)
+    return httpx.post(url or realm.token_url, data=data, verify=TLS)
 
 
 def refusal(response: httpx.Response) -> tuple[int, str, str]:
@@ -479,6 +479,7 @@ def test_the_assertion_type_is_required(realm: LocalRealm, key: Key) -> None:
     answer = httpx.post(
         realm.token_url,
         data={"grant_type": "client_credentials", "client_assertion": assertion(realm, key)},
+        verify=TLS,
     )
 
     assert refusal(answer) == (400, "invalid_client", "Parameter client_assertion_type is missing")
@@ -486,7 +487,10 @@ def test_the_assertion_type_is_required(realm: LocalRealm, key: Key) -> None:
 
 def test_a_signing_client_has_no_secret(realm: LocalRealm, key: Key) -> None:
     answer = httpx.post(
-        realm.token_url, data={"grant_type": "client_credentials"}, auth=(CLIENT, "guess")
+        realm.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=(CLIENT, "guess"),
+        verify=TLS,
     )
 
     assert refusal(answer) == (401, "invalid_client", GENERIC_REFUSAL)

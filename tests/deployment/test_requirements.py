@@ -18,7 +18,7 @@ from keycloak_m2m.flask import current_principal
 from keycloak_m2m.testing import LocalRealm
 
 from ..adapters.servers import serve_asgi, serve_wsgi
-from ..support import AUDIENCE, CLIENT, add_shop_client
+from ..support import AUDIENCE, CLIENT, TLS, add_shop_client
 
 SECRET = "shop-api-secret"
 POLICY_REFUSAL = "refused by the access policy"
@@ -172,7 +172,7 @@ def test_every_adapter_takes_the_requirements(adapter: str, realm: LocalRealm, t
     make, serve = APPS[adapter]
     with serve(make(TokenValidator(realm.issuer, AUDIENCE))) as url:
         answers = {
-            path: httpx.get(url + path, headers={"Authorization": f"Bearer {token}"})
+            path: httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, verify=TLS)
             for path in ROUTES
         }
 

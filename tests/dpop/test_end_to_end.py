@@ -24,7 +24,7 @@ from keycloak_m2m.testing import LocalRealm
 from ..adapters.apps import ADAPTERS, WSGI_ADAPTERS, Factory
 from ..adapters.checks import bare_challenge
 from ..adapters.servers import serve_asgi, serve_wsgi
-from ..support import AUDIENCE, CLIENT, add_shop_client
+from ..support import AUDIENCE, CLIENT, TLS, add_shop_client
 
 SECRET = "shop-api-secret"
 
@@ -56,7 +56,10 @@ def adapter(request: pytest.FixtureRequest) -> Factory:
 def test_bound_tokens_end_to_end(live_realm: LocalRealm, adapter: Factory) -> None:
     creds = credentials(live_realm)
     validator = TokenValidator(live_realm.issuer, AUDIENCE)
-    with serve(adapter, validator) as url, httpx.Client(base_url=url, auth=creds) as client:
+    with (
+        serve(adapter, validator) as url,
+        httpx.Client(base_url=url, auth=creds, verify=TLS) as client,
+    ):
         for _ in range(3):  # a fresh proof each time; the token's verdict comes from the cache
             answer = client.get("/any")
             assert answer.status_code == 200, answer.text
@@ -73,14 +76,14 @@ def test_bound_tokens_end_to_end(live_realm: LocalRealm, adapter: Factory) -> No
         assert claims["typ"] == "DPoP"
         assert claims["cnf"] == {"jkt": creds.dpop_jkt}
         # Sent as a bearer token, it is refused (RFC 9449 section 7.2).
-        stolen = httpx.get(url + "/any", headers={"Authorization": f"Bearer {token}"})
+        stolen = httpx.get(url + "/any", headers={"Authorization": f"Bearer {token}"}, verify=TLS)
         assert stolen.status_code == 401
         assert 'error="invalid_token"' in stolen.headers["WWW-Authenticate"]
         # A captured request replayed as is: its proof was used already.
         proof = creds.dpop_proof("GET", url + "/any")
         headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
-        assert httpx.get(url + "/any", headers=headers).status_code == 200
-        replayed = httpx.get(url + "/any", headers=headers)
+        assert httpx.get(url + "/any", headers=headers, verify=TLS).status_code == 200
+        replayed = httpx.get(url + "/any", headers=headers, verify=TLS)
         assert replayed.status_code == 401
         assert replayed.headers["WWW-Authenticate"].startswith(
             f'DPoP realm="{live_realm.issuer}", error="invalid_dpop_proof"'
@@ -90,10 +93,11 @@ def test_bound_tokens_end_to_end(live_realm: LocalRealm, adapter: Factory) -> No
         twice = httpx.get(
             url + "/any",
             headers=[("Authorization", f"DPoP {token}"), ("DPoP", proof), ("DPoP", proof)],
+            verify=TLS,
         )
         assert twice.status_code == 400
         # No token: both challenges.
-        missing = httpx.get(url + "/any")
+        missing = httpx.get(url + "/any", verify=TLS)
         assert missing.status_code == 401
         assert missing.headers["WWW-Authenticate"] == bare_challenge(live_realm.issuer)
 
@@ -101,7 +105,10 @@ def test_bound_tokens_end_to_end(live_realm: LocalRealm, adapter: Factory) -> No
 def test_server_nonce_is_answered_once(live_realm: LocalRealm, adapter: Factory) -> None:
     creds = credentials(live_realm)
     validator = TokenValidator(live_realm.issuer, AUDIENCE, dpop_nonce=True)
-    with serve(adapter, validator) as url, httpx.Client(base_url=url, auth=creds) as client:
+    with (
+        serve(adapter, validator) as url,
+        httpx.Client(base_url=url, auth=creds, verify=TLS) as client,
+    ):
         first = client.get("/any")
         assert first.status_code == 200, first.text
         assert [r.status_code for r in first.history] == [401]
@@ -117,7 +124,7 @@ def test_async_client(live_realm: LocalRealm) -> None:
     validator = TokenValidator(live_realm.issuer, AUDIENCE, dpop_nonce=True)
 
     async def call(url: str) -> list[int]:
-        async with httpx.AsyncClient(base_url=url, auth=creds) as client:
+        async with httpx.AsyncClient(base_url=url, auth=creds, verify=TLS) as client:
             answers = [await client.get("/any"), await client.post("/echo", content=b"y")]
         return [answer.status_code for answer in answers]
 
@@ -148,6 +155,7 @@ def test_token_endpoint_refuses_a_bad_proof_and_requires_one_where_set(
         data={"grant_type": "client_credentials"},
         auth=(CLIENT, SECRET),
         headers={"DPoP": stale},
+        verify=TLS,
     )
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_dpop_proof"
@@ -156,6 +164,7 @@ def test_token_endpoint_refuses_a_bad_proof_and_requires_one_where_set(
         live_realm.token_url,
         data={"grant_type": "client_credentials"},
         auth=("strict", "strict-secret"),
+        verify=TLS,
     )
     assert plain.status_code == 400
     bound = ClientCredentials(
@@ -222,7 +231,7 @@ def test_public_url_is_the_htu(live_realm: LocalRealm, factory: Any) -> None:
         def call(htu: str) -> httpx.Response:
             proof = creds.dpop_proof("GET", htu)
             return httpx.get(
-                url + "/any", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+                url + "/any", headers={"Authorization": f"DPoP {token}", "DPoP": proof}, verify=TLS
             )
 
         assert call(PUBLIC + "/any").status_code == 200

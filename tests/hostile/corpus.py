@@ -297,7 +297,9 @@ def leaked_fragments(text: str, token: object, case: Case) -> list[str]:
     if isinstance(token, (str, bytes, bytearray)):
         whole = token if isinstance(token, str) else bytes(token).decode("latin-1")
         fragments += [whole] if len(whole) >= 8 else []
-        fragments += [part for part in re.split(r"[.\s]", whole) if len(part) >= 8]
+        # The segments (between dots and whitespace) of 8 characters or more; findall rather
+        # than split: a megabyte of dots would be a million empty parts.
+        fragments += re.findall(r"[^.\s]{8,}", whole)
     return [fragment for fragment in fragments if fragment and fragment in text]
 
 

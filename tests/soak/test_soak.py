@@ -56,6 +56,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from keycloak_m2m.testing import LocalRealm
 
+from ..support import TLS
+
 DEFAULT_SECONDS = 10.0
 MIN_SECONDS = 8.0  # the scenario's phases need this much room
 AUDIENCE = "soak-api"
@@ -441,7 +443,7 @@ class Totals:
 
 def client_for(url: str) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    return httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0)
+    return httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0, verify=TLS)
 
 
 async def worker(client: httpx.AsyncClient, tokens: Tokens, totals: Totals, end: float) -> None:

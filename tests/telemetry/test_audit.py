@@ -17,7 +17,7 @@ from keycloak_m2m.testing import LocalRealm
 
 from ..adapters.apps import fastapi_dependency, fastapi_middleware, flask_sync
 from ..adapters.servers import serve_asgi, serve_wsgi
-from ..support import CLIENT, FakeClock
+from ..support import CLIENT, TLS, FakeClock
 
 FIELDS = ("outcome", "reason", "client_id", "issuer", "method", "path", "status")
 SERVED: dict[str, tuple[Callable[[TokenValidator], Any], Callable[[Any], Any]]] = {
@@ -60,7 +60,7 @@ def test_every_refusal_kind_and_every_admission(
         ("/any", "?access_token=secret-in-the-query", {}),
         ("/role", "", {"Authorization": f"Bearer {token}"}),
     ]
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, verify=TLS) as client:
         statuses = [
             client.get(path + query, headers=headers).status_code for path, query, headers in cases
         ]
@@ -93,7 +93,7 @@ def test_keys_unavailable_is_audited_as_a_503(
     caplog.set_level(logging.INFO, logger="keycloak_m2m.audit")
     realm.fail_keys(503)
     response = httpx.get(
-        base_url + "/any", headers={"Authorization": f"Bearer {realm.mint(CLIENT)}"}
+        base_url + "/any", headers={"Authorization": f"Bearer {realm.mint(CLIENT)}"}, verify=TLS
     )
     assert response.status_code == 503
     (record,) = audit_records(caplog)
@@ -105,7 +105,7 @@ def test_admissions_are_not_logged_at_info(
 ) -> None:
     caplog.set_level(logging.INFO, logger="keycloak_m2m.audit")
     response = httpx.get(
-        base_url + "/any", headers={"Authorization": f"Bearer {realm.mint(CLIENT)}"}
+        base_url + "/any", headers={"Authorization": f"Bearer {realm.mint(CLIENT)}"}, verify=TLS
     )
     assert response.status_code == 200
     assert audit_records(caplog) == []

@@ -116,6 +116,32 @@ def _generate_private_key(algorithm: str) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+class _RetiredRsaKeys:
+    """The RSA signing keys of stopped realms, handed to the next realm or rotation of this
+    process. Generating an RSA-2048 key costs about 0.1 s of CPU, most of a short test that
+    starts a realm; with this, a process generates about as many as it has realms alive at
+    once. Only keys of stopped realms enter, and a stopped realm generates fresh ones (see
+    KeyRing.retire), so no two live realms share a key and no realm is handed one it published.
+    EC and Ed25519 keys are cheap to make and never recycled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: list[rsa.RSAPrivateKey] = []
+
+    def take(self) -> rsa.RSAPrivateKey:
+        with self._lock:
+            if self._keys:
+                return self._keys.pop()
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def give_back(self, keys: Iterable[rsa.RSAPrivateKey]) -> None:
+        with self._lock:
+            self._keys.extend(keys)
+
+
+_RETIRED_RSA_KEYS: Final = _RetiredRsaKeys()
+
+
 @functools.lru_cache(maxsize=1)
 def shared_encryption_key() -> rsa.RSAPrivateKey:
     # The enc key is only ever published, never used; sharing one per process keeps realm
@@ -224,12 +250,35 @@ class KeyRing:
         check_algorithm(algorithm)
         self._subject = subject
         self._lock = threading.Lock()
-        first = new_key(algorithm, subject=subject)
+        # Every RSA key this ring took from _RETIRED_RSA_KEYS, passive or dropped ones too;
+        # None once retired.
+        self._recyclable: list[rsa.RSAPrivateKey] | None = []
+        first = self._new_signing_key(algorithm)
         self._keys: dict[str, Key] = {first.kid: first}
         self._active_kid = first.kid
         self.encryption = new_key(
             "RSA-OAEP", subject=subject, use="enc", private_key=shared_encryption_key()
         )
+
+    def _new_signing_key(self, algorithm: str) -> Key:
+        with self._lock:
+            recyclable = self._recyclable
+        if algorithm not in RSA_ALGORITHMS or recyclable is None:
+            return new_key(algorithm, subject=self._subject)
+        private_key = _RETIRED_RSA_KEYS.take()
+        with self._lock:
+            if self._recyclable is None:  # retired meanwhile: the key may not stay with us
+                _RETIRED_RSA_KEYS.give_back([private_key])
+                return new_key(algorithm, subject=self._subject)
+            self._recyclable.append(private_key)
+        return new_key(algorithm, subject=self._subject, private_key=private_key)
+
+    def retire(self) -> None:
+        """Hand this ring's RSA keys on to the realms started after it; from now on it makes
+        fresh keys (a stopped realm can still rotate), never recycled ones. Idempotent."""
+        with self._lock:
+            recyclable, self._recyclable = self._recyclable, None
+        _RETIRED_RSA_KEYS.give_back(recyclable or ())
 
     def active(self) -> Key:
         with self._lock:
@@ -253,7 +302,7 @@ class KeyRing:
     def rotate(self, *, keep_old: bool, algorithm: str | None) -> str:
         algorithm = algorithm or self.active().algorithm
         check_algorithm(algorithm)
-        key = new_key(algorithm, subject=self._subject)  # slow for RSA: outside the lock
+        key = self._new_signing_key(algorithm)  # slow for a new RSA key: outside the lock
         with self._lock:
             if not keep_old:
                 self._keys.clear()

@@ -161,6 +161,7 @@ class LocalRealm(FaultInjection):
             return
         self._stopping.set()
         server.close()
+        self._keys.retire()
         if self._tls is not None:
             self._tls.directory.cleanup()
 
