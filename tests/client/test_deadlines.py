@@ -83,17 +83,20 @@ def test_callers_queued_behind_a_dripping_request_are_not_held_past_its_deadline
     """The lock is held for one bounded request; the queued callers share its failure."""
     with DrippingServer() as server:
         credentials = dripping_credentials(server, max_retries=0)
-        started = time.monotonic()
 
-        def call(_: int) -> TokenRequestError:
-            with pytest.raises(TokenRequestError) as caught:
+        def waited(_: int) -> float:
+            """How long this caller's get_token() took to fail: what the deadline bounds. The
+            pool's own thread starts and joins are not part of it (on a loaded machine they
+            took 0.6 s)."""
+            called = time.monotonic()
+            with pytest.raises(TokenRequestError):
                 credentials.get_token()
-            return caught.value
+            return time.monotonic() - called
 
         with ThreadPoolExecutor(10) as pool:
-            failures = list(pool.map(call, range(10)))
-        assert len(failures) == 10
-        assert time.monotonic() <= started + TIMEOUT + GRACE
+            waits = list(pool.map(waited, range(10)))
+        assert len(waits) == 10
+        assert max(waits) <= TIMEOUT + GRACE
         assert len(server.exchanges) == 1
 
 
