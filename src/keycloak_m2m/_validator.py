@@ -314,8 +314,6 @@ class TokenValidator:
                     token, client_certificate, introspect, fetched, introspected
                 )
             entry = self._keep(outcome)
-        if dpop_proof is None and entry.bearer:
-            return entry.principal  # most requests: a bearer token, and no proof to check
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not self._replay.first_use(
             verdict.replay_key, verdict.replay_ttl
@@ -351,8 +349,6 @@ class TokenValidator:
                     token, client_certificate, introspect, fetched, introspected
                 )
             entry = self._keep(outcome)
-        if dpop_proof is None and entry.bearer:
-            return entry.principal  # most requests: a bearer token, and no proof to check
         verdict = self._sender_check(entry, dpop_proof, method, url)
         if verdict is not None and not await self._replay.first_use_async(
             verdict.replay_key, verdict.replay_ttl
