@@ -113,6 +113,10 @@ def _generate_private_key(algorithm: str) -> PrivateKey:
         return ec.generate_private_key(_EC_ALGORITHMS[algorithm]())
     if algorithm == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
+    return _generate_rsa_key()
+
+
+def _generate_rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -132,7 +136,7 @@ class _RetiredRsaKeys:
         with self._lock:
             if self._keys:
                 return self._keys.pop()
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return _generate_rsa_key()
 
     def give_back(self, keys: Iterable[rsa.RSAPrivateKey]) -> None:
         with self._lock:
