@@ -6,7 +6,8 @@ does not move, beside validate.py's times (which it does).
 The realm runs in this process; each row runs in a child under callgrind twice, validating 500
 and then 2,000 distinct tokens, and the difference over 1,500 is that row's cost per validation
 (start-up, imports and the first key fetch cancel out). The rows are validate.py's floor, cache
-off, fresh-with-cache and pure-Python bound rows, on both token shapes.
+off, fresh-with-cache and pure-Python bound rows, on both token shapes, for the package as
+installed: pure Python or the compiled build, which the first line names.
 
 A measurement, not a test: it always exits 0 once the numbers are printed.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from inlined_bound import inlined_validator
-from validate import AUDIENCE, WIDE, mint_fixture
+from validate import AUDIENCE, PURE, WIDE, compiled_modules, mint_fixture
 
 from keycloak_m2m import TokenValidator
 from keycloak_m2m._jose import b64url_decode
@@ -62,14 +63,19 @@ def child(row: str, shape: str, count: int, data: Path) -> None:
 
 
 def instructions(row: str, shape: str, count: int, data: Path) -> int:
+    return counted([__file__, "--child", row, shape, str(count), str(data)])
+
+
+def counted(arguments: list[str]) -> int:
+    """The instructions ``python *arguments`` runs, counted by callgrind."""
     command = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, __file__, "--child", row, shape, str(count), str(data),
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+        *arguments,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, check=True)  # noqa: S603
     found = COLLECTED.search(done.stderr)
     if found is None:
-        raise RuntimeError(f"callgrind printed no count for {row}")
+        raise RuntimeError(f"callgrind printed no count for {arguments}")
     return int(found.group(1))
 
 
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(directory, "tokens.json")
         shapes = {"": list(fixture.fresh[""][:MANY]), WIDE: list(fixture.fresh[WIDE][:MANY])}
         data.write_text(json.dumps({"issuer": fixture.issuer, **shapes}))
+        compiled = compiled_modules()
+        print(f"keycloak-m2m build: {'compiled: ' + ', '.join(compiled) if compiled else PURE}")
         print("row                                   instructions   vs floor")
         floor = 0
         for shape in ("", WIDE):

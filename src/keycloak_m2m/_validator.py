@@ -1,10 +1,10 @@
 """TokenValidator: one validation, attempted without I/O, driven by a sync and an async driver.
 
-An attempt (``_attempt``) validates with what is at hand, or names what is missing: the key set
-(``FetchDue``) or an introspection answer (``Introspect``). The driver gets it, under its own
-lock unless another caller already did, records the outcome, and attempts again, saying what it
-got, so that nothing is asked for twice. Most validations need one attempt, a plain call. The two
-drivers are the only code with locks and network access.
+An attempt (``_attempt``, in ``_attempt.py``) validates with what is at hand, or names what is
+missing: the key set (``FetchDue``) or an introspection answer (``Introspect``). The driver gets
+it, under its own lock unless another caller already did, records the outcome, and attempts
+again, saying what it got, so that nothing is asked for twice. Most validations need one
+attempt, a plain call. The two drivers are the only code with locks and network access.
 """
 
 from __future__ import annotations
@@ -20,45 +20,31 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import _telemetry
+from ._attempt import Attempt
 from ._binding import (
     CertificateBound,
     ClientCertificate,
-    bound_thumbprint,
-    check_certificate,
     matches,
 )
 from ._claims import (
     PROFILES,
     ClaimPolicy,
     Profile,
-    VerifiedClaims,
-    check_claims,
-    dpop_thumbprint,
 )
-from ._dpop import ProofChecker, ProofPolicy, Verdict, access_token_hash
+from ._dpop import ProofChecker, ProofPolicy, Verdict
 from ._environment import validator_settings
-from ._errors import CertificateMismatch, InvalidDPoPProof, InvalidSignature, InvalidToken
+from ._errors import InvalidDPoPProof, InvalidToken
 from ._http import Connection, FetchFailure, FetchPolicy, fetch, fetch_async
 from ._introspection import (
-    Answer,
     Introspect,
     Introspection,
     IntrospectionClient,
     endpoint_for,
-    is_opaque,
-    merged_claims,
 )
 from ._jose import (
     ASYMMETRIC_ALGORITHMS,
     DEFAULT_ALGORITHMS,
-    Header,
-    VerificationKey,
-    b64url_decode,
-    decode_json_object,
     json_parser,
-    parse_header,
-    split_token,
-    verifying_key,
 )
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
@@ -76,9 +62,6 @@ _DPOP_MODES: tuple[DPoPMode, ...] = ("allowed", "required", "off")
 
 _CERTS_PATH = "/protocol/openid-connect/certs"
 _DISCOVERY_PATH = "/.well-known/openid-configuration"
-# Distinct header segments seen in practice are a handful per issuer; the bound only stops a
-# flood of crafted headers from growing memory.
-_HEADER_CACHE_SIZE = 64
 _INTROSPECTION_MAX_BYTES = 64 * 1024
 
 
@@ -129,7 +112,7 @@ class TokenValidator:
         audiences = _names("audience", audience)
         _require(bool(audiences), "audience must name at least one audience")
         _require(profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}")
-        self._algorithms = _allowed_algorithms(algorithms)
+        allowed_algorithms = _allowed_algorithms(algorithms)
         for name, value in (
             ("leeway", leeway),
             ("jwks_refetch_interval", jwks_refetch_interval),
@@ -195,7 +178,6 @@ class TokenValidator:
             max_bytes=jwks_max_bytes,
             connection=Connection.create(verify, proxy),
         )
-        self._headers: dict[bytes, Header] = {}
         self._verified = VerifiedTokens(token_cache_size, token_cache_bytes)
         self._verified_lock = threading.Lock()  # for changes to the cache: its byte count
         self._dpop: DPoPMode = dpop
@@ -209,13 +191,24 @@ class TokenValidator:
         self._async_locks = LoopLocks()
         # Load CA certificates now, not inside the event loop on first use.
         self._fetch_policy.connection.warm(self._jwks_url)
-        self._certificate_bound = certificate_bound
         self._introspection = (
             None
             if introspection is None
             else IntrospectionClient(
                 introspection, endpoint_for(introspection, self._jwks_url, _CERTS_PATH), issuer
             )
+        )
+        self._attempt = Attempt(
+            self._policy,
+            self._parse_json,
+            allowed_algorithms,
+            max_token_size,
+            self._keys,
+            clock,
+            self._steady,
+            certificate_bound,
+            self._introspection,
+            bearer_allowed=dpop != "required",
         )
         self._introspection_locks = KeyedLocks()
         self._async_introspection_locks = AsyncKeyedLocks()
@@ -479,119 +472,6 @@ class TokenValidator:
         )
         probe.done(outcome, entry)
 
-    # --- the attempt --------------------------------------------------------------------------
-
-    def _attempt(
-        self,
-        token: str,
-        certificate: ClientCertificate | None,
-        introspect: bool,
-        fetched: bool = False,
-        introspected: bool = False,
-    ) -> Verified | FetchDue | Introspect:
-        """The verdict on ``token`` from what is at hand, or what is missing for one.
-
-        ``fetched`` and ``introspected`` say what the driver got since the first attempt: it is
-        not asked for again, so a validation takes at most three attempts.
-        """
-        introspecting = self._introspecting(introspect)
-        if self._introspection is not None and is_opaque(token, self._max_token_size):
-            return self._opaque_attempt(token, certificate, introspected)
-        header_segment, payload_segment, signing_input, signature_segment = split_token(
-            token, self._max_token_size
-        )
-        header = self._headers.get(header_segment) or self._parse_header(header_segment)
-        claims = decode_json_object(payload_segment, self._parse_json)
-        signature = b64url_decode(signature_segment)
-        if fetched:
-            keys = self._keys.select_settled(header.kid, header.alg, self._steady())
-        else:
-            selected = self._keys.select(header.kid, header.alg, self._steady())
-            if isinstance(selected, FetchDue):
-                return selected
-            keys = selected
-        key = verifying_key(keys, header.alg, signing_input, signature)
-        if key is None:
-            raise InvalidSignature()
-        bound = self._check_binding(claims, certificate)
-        introspected_until: float | None = None
-        read = VerifiedClaims(token, self._parse_json)
-        if self._introspection is not None and "aud" not in claims:
-            # A lightweight token (Keycloak 24+): its audience, roles and scopes are in the
-            # introspection answer, and the claim checks need them.
-            found = self._introspected(token, claims.get("exp"), True, introspected)
-            if isinstance(found, Introspect):
-                return found
-            answer, introspected_until = found
-            assert answer is not None  # needed: no answer was refused
-            claims = merged_claims(claims, answer)
-            read = VerifiedClaims(claims)
-        principal = check_claims(claims, self._policy, self._clock(), read)
-        if introspecting and introspected_until is None:
-            found = self._introspected(token, principal.expires_at, False, introspected)
-            if isinstance(found, Introspect):
-                return found
-            introspected_until = found[1]
-        return self._verdict(token, principal, key, bound, introspected_until, claims)
-
-    def _opaque_attempt(
-        self, token: str, certificate: ClientCertificate | None, introspected: bool
-    ) -> Verified | Introspect:
-        """A token that is not a JWT: only the issuer can say what it is, and its answer's
-        claims go through the same checks as a JWT's."""
-        found = self._introspected(token, None, True, introspected)
-        if isinstance(found, Introspect):
-            return found
-        answer, until = found
-        assert answer is not None  # needed: no answer was refused
-        claims = merged_claims({}, answer)
-        bound = self._check_binding(claims, certificate)
-        principal = check_claims(claims, self._policy, self._clock(), VerifiedClaims(claims))
-        return self._verdict(token, principal, None, bound, until, claims)
-
-    def _introspecting(self, introspect: bool) -> bool:
-        client = self._introspection
-        if client is None:
-            _require(not introspect, "introspect=True needs TokenValidator(introspection=...)")
-            return False
-        return introspect or client.config.when == "always"
-
-    def _introspected(
-        self, token: str, expires_at: object, needed: bool, asked: bool
-    ) -> Introspect | tuple[Answer | None, float]:
-        """The answer on ``token`` and until when it stands (None for no answer that
-        ``on_failure="accept"`` lets pass), or Introspect when a fresh one must be asked for:
-        never once ``asked``, after which whatever the driver recorded stands."""
-        client = self._introspection
-        assert client is not None
-        entry = client.entry(token) if asked else client.fresh(token, self._steady())
-        if entry is None and not asked:
-            exp = float(expires_at) if type(expires_at) in (int, float) else None  # type: ignore[arg-type]
-            return Introspect(token, client.entry(token), exp)
-        answer = client.verdict(entry, needed=needed)
-        return answer, 0.0 if entry is None else entry.valid_until
-
-    def _check_binding(
-        self, claims: dict[str, Any], certificate: ClientCertificate | None
-    ) -> str | None:
-        """The thumbprint the token is bound to, once the certificate matched it (RFC 8705)."""
-        bound = bound_thumbprint(claims)
-        if bound is None:
-            if self._certificate_bound == "required":
-                raise CertificateMismatch("certificate-bound token required")
-            return None
-        check_certificate(bound, certificate)
-        return bound
-
-    def _parse_header(self, segment: bytes) -> Header:
-        header = parse_header(
-            segment, self._parse_json, self._algorithms, self._policy.profile == "rfc9068"
-        )
-        if len(self._headers) >= _HEADER_CACHE_SIZE:
-            self._headers.clear()
-        self._headers[segment] = header
-        return header
-
     # --- the verified-token cache -------------------------------------------------------------
 
     def cached(
@@ -632,35 +512,6 @@ class TokenValidator:
         with self._verified_lock:
             self._verified.keep(entry)
         return entry
-
-    def _verdict(
-        self,
-        token: str,
-        principal: Principal,
-        key: VerificationKey | None,
-        certificate: str | None,
-        introspected_until: float | None,
-        claims: dict[str, Any],
-    ) -> Verified:
-        # For what is left of the token's life, in elapsed time, and until the key set is due for
-        # a refresh: then the full path checks both again. An introspected token, until the
-        # introspection's outcome goes stale.
-        lifetime = principal.expires_at + self._policy.leeway - self._clock()
-        valid_until = min(self._steady() + lifetime, self._keys.fresh_until)
-        if introspected_until is not None:
-            valid_until = min(valid_until, introspected_until)
-        jkt = dpop_thumbprint(claims)
-        return Verified(
-            token,
-            principal,
-            key,
-            valid_until,
-            certificate,
-            introspected_until is not None,
-            jkt,
-            jkt is None and self._dpop != "required",
-            None if jkt is None else access_token_hash(token),
-        )
 
 
 # --- configuration helpers ---------------------------------------------------------------------
