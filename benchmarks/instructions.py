@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from inlined_bound import inlined_validator
-from validate import AUDIENCE, PURE, WIDE, compiled_modules, mint_fixture
+from validate import AUDIENCE, WIDE, build_name, mint_fixture
 
 from keycloak_m2m import TokenValidator
 from keycloak_m2m._jose import b64url_decode
@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(directory, "tokens.json")
         shapes = {"": list(fixture.fresh[""][:MANY]), WIDE: list(fixture.fresh[WIDE][:MANY])}
         data.write_text(json.dumps({"issuer": fixture.issuer, **shapes}))
-        compiled = compiled_modules()
-        print(f"keycloak-m2m build: {'compiled: ' + ', '.join(compiled) if compiled else PURE}")
+        print(f"keycloak-m2m build: {build_name()}")
         print("row                                   instructions   vs floor")
         floor = 0
         for shape in ("", WIDE):

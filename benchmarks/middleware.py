@@ -478,10 +478,9 @@ def print_header(settings: Settings) -> None:
     print(f"{os.cpu_count()} logical cores; {platform.platform()}")
     print(", ".join(f"{name} {version_of(name)}" for name in DISTRIBUTIONS))
     # Here, not at the top: a server process may import another revision of the package.
-    from validate import PURE, compiled_modules  # beside this script
+    from validate import build_name  # beside this script
 
-    compiled = compiled_modules()
-    print(f"keycloak-m2m build: {'compiled: ' + ', '.join(compiled) if compiled else PURE}")
+    print(f"keycloak-m2m build: {build_name()}")
     http, loop = uvicorn_choices()
     print(f"uvicorn: one worker, http={http}, loop={loop}, no access log")
     print(f"load: {wrk_version.stdout.split(' [')[0].strip()}, 1 thread, {CONNECTIONS} connections")

@@ -20,7 +20,7 @@ from typing import Any
 
 import middleware
 from instructions import counted
-from validate import PURE, compiled_modules
+from validate import build_name
 
 from keycloak_m2m.testing import LocalRealm
 
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     with LocalRealm(middleware.REALM, token_lifetime=middleware.TOKEN_LIFETIME) as realm:
         realm.add_client(middleware.CLIENT_ID, SECRET, audience=[middleware.AUDIENCE])
         token = middleware.obtain_token(realm, middleware.CLIENT_ID, SECRET)
-        compiled = compiled_modules()
-        print(f"keycloak-m2m build: {'compiled: ' + ', '.join(compiled) if compiled else PURE}")
+        print(f"keycloak-m2m build: {build_name()}")
         print(f"{'starlette app':44} {'per request':>12}   vs none")
         baseline = 0
         for variant in VARIANTS:

@@ -289,6 +289,12 @@ def compiled_modules() -> list[str]:
     )
 
 
+def build_name() -> str:
+    """Which build of the package is installed, for a benchmark's header."""
+    compiled = compiled_modules()
+    return f"compiled with mypyc: {', '.join(compiled)}" if compiled else PURE
+
+
 def pure_package() -> ModuleType:
     """This checkout's source, pure Python, imported as ``keycloak_m2m_pure``."""
     source = Path(__file__).resolve().parents[1] / "src" / "keycloak_m2m"
@@ -710,9 +716,7 @@ def print_header(settings: Settings) -> None:
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; {platform.platform()}")
     print(openssl_backend.openssl_version_text())
     print(", ".join(f"{name} {version_of(name)}" for name in DISTRIBUTIONS))
-    compiled = compiled_modules()
-    build = f"compiled with mypyc: {', '.join(compiled)}" if compiled else PURE
-    print(f"keycloak-m2m build: {build}")
+    print(f"keycloak-m2m build: {build_name()}")
     print(
         f"RS256, RSA-2048; {settings.rounds} rounds of ~{settings.round_seconds:g} s each, "
         f"median per validation; {TOKEN_COUNT} distinct tokens (cache on, introspected: "
