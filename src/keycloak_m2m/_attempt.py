@@ -21,7 +21,7 @@ from ._jose import (
     JsonParser,
     VerificationKey,
     b64url_decode,
-    decode_json_object,
+    decode_canonical_object,
     parse_header,
     split_token,
     verifying_key,
@@ -85,7 +85,7 @@ class Attempt:
         )
         text = cast(str, token)  # split_token refuses anything else
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
-        claims = decode_json_object(payload_segment, self._parse_json)
+        claims, finite = decode_canonical_object(payload_segment, self._parse_json)
         signature = b64url_decode(signature_segment)
         if fetched:
             keys = self._keys.select_settled(header.kid, header.alg, self._steady())
@@ -110,7 +110,8 @@ class Attempt:
             assert answer is not None  # needed: no answer was refused
             claims = merged_claims(claims, answer)
             read = VerifiedClaims(claims)
-        principal = check_claims(claims, self._policy, self._clock(), read)
+            finite = False  # the answer's numbers were not parsed here
+        principal = check_claims(claims, self._policy, self._clock(), read, finite)
         if introspecting and introspected_until is None:
             found = self._introspected(text, principal.expires_at, False, introspected)
             if isinstance(found, Introspect):
@@ -130,7 +131,7 @@ class Attempt:
         assert answer is not None  # needed: no answer was refused
         claims = merged_claims({}, answer)
         bound = self._check_binding(claims, certificate)
-        principal = check_claims(claims, self._policy, self._clock(), VerifiedClaims(claims))
+        principal = check_claims(claims, self._policy, self._clock(), VerifiedClaims(claims), False)
         return self._verdict(token, principal, None, bound, until, claims)
 
     def _introspecting(self, introspect: bool) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ._claims import CLIENT_ID_CLAIMS, service_account
-from ._jose import b64url_decode, decode_json_object, json_parser, split_token
+from ._jose import JsonParser, b64url_decode, decode_json_object, split_token
 from ._principal import Principal
 
 __all__ = [
@@ -60,7 +60,7 @@ def explain(token: str, *, now: float, audience: str | None = None) -> TokenRepo
     header_segment, payload_segment, _, signature_segment = split_token(token, _MAX_INSPECTED_SIZE)
     b64url_decode(signature_segment)  # unverified, but a readable JWT all the same
     # Duplicate members are refused by validators; accepting them here would hide that.
-    parse = json_parser(accept_duplicate_members=False)
+    parse = JsonParser(accept_duplicate_members=False)
     header = decode_json_object(header_segment, parse)
     claims = decode_json_object(payload_segment, parse)
     client = _client_id(claims)

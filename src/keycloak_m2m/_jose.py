@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import jiter
+import orjson
 import pybase64
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -81,31 +82,63 @@ def b64url_decode(segment: bytes) -> bytes:
         raise MalformedToken("invalid base64url encoding") from None
 
 
-JsonParser: TypeAlias = Callable[[bytes], Any]
-
-
-def json_parser(*, accept_duplicate_members: bool) -> JsonParser:
+class JsonParser:
     """Strict JSON: UTF-8 only, no NaN or Infinity, no trailing data, and (unless told) no
-    duplicate member names at any depth. jiter does all of it in one native pass."""
+    duplicate member names at any depth. ``parser(data)`` is the value."""
+
+    __slots__ = ("_lenient", "_strict")
+
+    def __init__(self, *, accept_duplicate_members: bool) -> None:
+        self._lenient = _jiter(catch_duplicate_keys=False)
+        self._strict = None if accept_duplicate_members else _jiter(catch_duplicate_keys=True)
+
+    def __call__(self, data: bytes) -> Any:
+        return self.parse(data)[0]
+
+    def parse(self, data: bytes) -> tuple[Any, bool]:
+        """The value, and whether ``data`` is, byte for byte, orjson's serialization of it.
+
+        Then it has no duplicate member at any depth (a dict has none to write) and no number
+        that parsed as infinity (written ``null``), so the lenient parse stands: jiter's
+        duplicate check costs half again what its parse does. Any other document (whitespace,
+        escapes, numbers written another way, duplicates) is parsed again, strictly."""
+        value = self._lenient(data)
+        if self._strict is None:
+            return value, False
+        try:
+            if orjson.dumps(value) == data:
+                return value, True
+        except orjson.JSONEncodeError:  # what orjson cannot write: an integer beyond 64 bits
+            pass
+        return self._strict(data), False
+
+
+def _jiter(*, catch_duplicate_keys: bool) -> Callable[[bytes], Any]:
+    # Strings too: the values tokens repeat (issuer, client ids, role names) are then one
+    # object each, shared by every principal the verified-token cache keeps.
     return functools.partial(
         jiter.from_json,
         allow_inf_nan=False,
-        catch_duplicate_keys=not accept_duplicate_members,
-        # Strings too: the values tokens repeat (issuer, client ids, role names) are then one
-        # object each, shared by every principal the verified-token cache keeps.
+        catch_duplicate_keys=catch_duplicate_keys,
         cache_mode="all",
     )
 
 
 def decode_json_object(segment: bytes, parse: JsonParser) -> dict[str, Any]:
     """Decode a base64url segment holding a strict UTF-8 JSON object."""
+    return decode_canonical_object(segment, parse)[0]
+
+
+def decode_canonical_object(segment: bytes, parse: JsonParser) -> tuple[dict[str, Any], bool]:
+    """``decode_json_object``, and whether the object was in canonical form (``parse``): then
+    no number in it is infinite."""
     try:
-        value = parse(b64url_decode(segment))
+        value, canonical = parse.parse(b64url_decode(segment))
     except ValueError:
         raise MalformedToken("invalid JSON in token") from None
     if type(value) is not dict:
         raise MalformedToken("token segment is not a JSON object")
-    return value
+    return value, canonical
 
 
 def refuse_non_finite(members: dict[str, Any]) -> None:

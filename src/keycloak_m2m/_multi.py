@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from ._binding import ClientCertificate
 from ._errors import InvalidIssuer
-from ._jose import decode_json_object, json_parser, split_token
+from ._jose import JsonParser, decode_json_object, split_token
 from ._principal import Principal
 from ._validator import DPoPMode, TokenValidator
 
@@ -21,7 +21,7 @@ __all__ = ["MultiIssuerValidator"]
 
 # Routing only: the chosen validator applies its own duplicate-member rule afterwards, and on
 # duplicates it reads the last value, as this does.
-_ROUTING_PARSER = json_parser(accept_duplicate_members=True)
+_ROUTING_PARSER = JsonParser(accept_duplicate_members=True)
 
 
 class MultiIssuerValidator:

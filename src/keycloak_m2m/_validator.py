@@ -44,7 +44,7 @@ from ._introspection import (
 from ._jose import (
     ASYMMETRIC_ALGORITHMS,
     DEFAULT_ALGORITHMS,
-    json_parser,
+    JsonParser,
 )
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
@@ -165,7 +165,7 @@ class TokenValidator:
         self._clock = clock  # claim times: instants of the wall clock
         self._steady = steady_clock(clock)  # TTLs, intervals, staleness, the caches
         self._max_token_size = max_token_size
-        self._parse_json = json_parser(accept_duplicate_members=accept_duplicate_members)
+        self._parse_json = JsonParser(accept_duplicate_members=accept_duplicate_members)
         self._keys = KeySet(
             KeyCachePolicy(
                 ttl=float(jwks_ttl),

@@ -513,6 +513,8 @@ CLAIM_VALUES: dict[str, st.SearchStrategy[Any]] = {
     ),
     st.dictionaries(st.text(max_size=6), JSON, max_size=2),
     st.sampled_from([None, None, None, None, "first", "last"]),
+    # Compact, as Keycloak writes it (the parser's shortcut), or not.
+    st.sampled_from([(",", ":"), (", ", ": ")]),
     DRIVERS,
 )
 def test_properly_signed_random_claims_get_the_documented_verdict(
@@ -520,6 +522,7 @@ def test_properly_signed_random_claims_get_the_documented_verdict(
     overrides: dict[str, Any],
     extra: dict[str, Any],
     duplicate: str | None,
+    separators: tuple[str, str],
     drivers: tuple[bool, bool],
 ) -> None:
     claims = fuzzed.realm.token_claims(CLIENT)
@@ -531,10 +534,17 @@ def test_properly_signed_random_claims_get_the_documented_verdict(
                 fuzzed.realm.issuer + value[6:] if value in ("ISSUER", "ISSUER/") else value
             )
     claims.update({name: value for name, value in extra.items() if name not in CLAIM_VALUES})
-    members = [json.dumps(name) + ":" + json.dumps(value) for name, value in claims.items()]
+    comma, colon = separators
+    members = [
+        json.dumps(name, ensure_ascii=False)
+        + colon
+        + json.dumps(value, ensure_ascii=False, separators=separators)
+        for name, value in claims.items()
+    ]
     if duplicate and members:
         members.insert(0 if duplicate == "first" else len(members), members[-1])
-    token = fuzzed.realm.mint(CLIENT, raw_payload=("{" + ",".join(members) + "}").encode())
+    raw_payload = ("{" + comma.join(members) + "}").encode()
+    token = fuzzed.realm.mint(CLIENT, raw_payload=raw_payload)
     expected = (
         MalformedToken
         if duplicate and members

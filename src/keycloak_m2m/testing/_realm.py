@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Final
 from urllib.parse import quote
 
 from .._dpop import ProofChecker, ProofPolicy
-from .._jose import json_parser
+from .._jose import JsonParser
 from .._replay import MemoryReplayCache
 from ._assertions import assertion_key
 from ._claims import (
@@ -119,7 +119,7 @@ class LocalRealm(FaultInjection):
         # DPoP proofs at the token endpoint, checked as Keycloak does (a minute's window).
         self._dpop_proofs = ProofChecker(
             ProofPolicy(max_age=60.0, leeway=10.0, nonce_secret=None),
-            json_parser(accept_duplicate_members=False),
+            JsonParser(accept_duplicate_members=False),
         )
         self._dpop_replay = MemoryReplayCache()
         # The jti of every client assertion accepted, refused when seen again (realm-wide, as
