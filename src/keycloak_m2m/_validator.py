@@ -24,7 +24,6 @@ from ._attempt import Attempt
 from ._binding import (
     CertificateBound,
     ClientCertificate,
-    matches,
 )
 from ._claims import (
     PROFILES,
@@ -51,7 +50,15 @@ from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._steady import steady_clock
-from ._token_cache import Verified, VerifiedTokens, token_key
+from ._token_cache import (
+    CachedPrincipals,
+    PrincipalLookup,
+    Verified,
+    VerifiedTokens,
+    fits,
+    holds,
+    token_key,
+)
 
 __all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
 
@@ -74,6 +81,15 @@ class TokenValidator:
 
     Thread-safe and task-safe: share one instance per issuer across the application.
     """
+
+    cached: PrincipalLookup
+    """``cached(token, client_certificate=None, introspect=False)``: the principal of a token
+    this validator verified, while that verification holds.
+
+    No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
+    coroutine. None means "not in the cache", never "invalid". A certificate-bound token is a
+    hit only with its certificate; with ``introspect``, only if it was introspected; a
+    DPoP-bound token never, as every request needs its proof checked."""
 
     def __init__(
         self,
@@ -180,6 +196,7 @@ class TokenValidator:
         )
         self._verified = VerifiedTokens(token_cache_size, token_cache_bytes)
         self._verified_lock = threading.Lock()  # for changes to the cache: its byte count
+        self.cached = CachedPrincipals(self._verified, self._steady)
         self._dpop: DPoPMode = dpop
         # Without a shared secret each replica has its own: fine for one replica only.
         nonce_secret = (dpop_nonce_secret or os.urandom(32)) if dpop_nonce else None
@@ -474,22 +491,6 @@ class TokenValidator:
 
     # --- the verified-token cache -------------------------------------------------------------
 
-    def cached(
-        self,
-        token: str,
-        client_certificate: ClientCertificate | None = None,
-        introspect: bool = False,
-    ) -> Principal | None:
-        """The principal of a token this validator verified, while that verification holds.
-
-        No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
-        coroutine. None means "not in the cache", never "invalid". A certificate-bound token is
-        a hit only with its certificate; with ``introspect``, only if it was introspected; a
-        DPoP-bound token never, as every request needs its proof checked.
-        """
-        entry = self._entry(token, client_certificate, introspect)
-        return entry.principal if entry is not None and entry.bearer else None
-
     def _entry(
         self, token: str, client_certificate: ClientCertificate | None, introspect: bool
     ) -> Verified | None:
@@ -498,12 +499,8 @@ class TokenValidator:
         entry = self._verified.get(token)
         if entry is None:
             return None
-        if self._steady() < entry.valid_until and (entry.key is None or not entry.key.retired):
-            if entry.certificate is not None and not matches(entry.certificate, client_certificate):
-                return None  # the full path says why
-            if introspect and not entry.introspected:
-                return None
-            return entry
+        if holds(entry, self._steady()):
+            return entry if fits(entry, client_certificate, introspect) else None  # else: why
         with self._verified_lock:
             self._verified.drop(token)
         return None

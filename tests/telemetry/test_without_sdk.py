@@ -21,6 +21,7 @@ sys.meta_path.insert(0, Absent())
 SCENARIO = """
 import asyncio, httpx
 from keycloak_m2m import ClientCredentials, Introspection, TokenValidator, _telemetry
+from keycloak_m2m._token_cache import CachedPrincipals
 from keycloak_m2m.testing import LocalRealm
 from keycloak_m2m.testing._server import HttpServer, Response
 
@@ -47,8 +48,9 @@ with LocalRealm("shop") as realm:
     with httpx.Client(auth=caller) as client:
         client.get(f"http://127.0.0.1:{server.port}/")
     server.close()
-    # The class's own methods, with no instrumented twin in front of them.
-    assert not {"cached", "validate", "validate_async"} & set(vars(validator)), "instrumented"
+    # The class's own methods and cache lookup, with no instrumented twin in front of them.
+    assert not {"validate", "validate_async"} & set(vars(validator)), "instrumented"
+    assert type(validator.cached) is CachedPrincipals, "instrumented"
     assert not _telemetry._state.on
     assert "traceparent" not in seen[0]
     print("api", _telemetry.API_INSTALLED)
