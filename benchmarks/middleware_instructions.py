@@ -1,13 +1,18 @@
-"""Instructions per request through a Starlette app in one process, counted by callgrind: the
-middleware's own cost on a cached token, without the server, the client and the noise.
+"""Instructions per request through a Starlette app, counted by callgrind: the middleware's own
+cost on a cached token, without the noise that moves middleware.py's requests per second.
 
-    python benchmarks/middleware_instructions.py    # needs valgrind; about 2 minutes
+    python benchmarks/middleware_instructions.py    # needs valgrind; about 5 minutes
 
 The apps are middleware.py's (no authentication, the dict-lookup floor, TokenAuthMiddleware),
-called as ASGI apps (``await app(scope, receive, send)``) with one valid token, as uvicorn would
-call them. Each runs in a child under callgrind twice, over 500 and over 2,000 requests; the
-difference over 1,500 is its cost per request. For the package as installed: pure Python or the
-compiled build, which the first line names.
+with one valid token. First in one process, called as ASGI apps (``await app(scope, receive,
+send)``) as uvicorn would call them: each runs in a child under callgrind twice, over 500 and
+over 2,000 requests, and the difference over 1,500 is its cost per request. Then served: each
+app in middleware.py's uvicorn server under callgrind, sent 200 and then 1,200 requests over one
+keep-alive connection by this process; the difference over 1,000 is what the server spends per
+request, HTTP parsing and the event loop included, and its inverse ratio to no authentication is
+the throughput ratio middleware.py's target is about, on a machine with the server's core to
+itself. For the package as installed: pure Python or the compiled build, which the first line
+names.
 
 A measurement, not a test: it always exits 0 once the numbers are printed.
 """
@@ -16,15 +21,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 import middleware
-from instructions import counted
+from instructions import COLLECTED, counted
 from validate import build_name
 
 from keycloak_m2m.testing import LocalRealm
 
 FEW, MANY = 500, 2000
+SERVED_FEW, SERVED_MANY = 200, 1200
+CONTENT_LENGTH = re.compile(rb"content-length: (\d+)", re.IGNORECASE)
 VARIANTS = ("starlette-none", "starlette-floor", "starlette-middleware")
 SECRET = "benchmark-client-secret"
 
@@ -69,6 +81,52 @@ def instructions(variant: str, issuer: str, token: str, count: int) -> int:
     return counted([__file__, "--child", variant, issuer, token, str(count)])
 
 
+def send_requests(port: int, token: str, count: int) -> None:
+    """``count`` requests over one keep-alive connection, each answered 200 before the next."""
+    request = (
+        f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        for _ in range(count):
+            connection.sendall(request)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = CONTENT_LENGTH.search(head)
+            if not head.startswith(b"HTTP/1.1 200") or length is None:
+                raise RuntimeError(f"the server answered {head[:40]!r}")
+            while len(body) < int(length.group(1)):
+                body += connection.recv(65536)
+
+
+def served_instructions(variant: str, issuer: str, token: str, count: int) -> int:
+    """What middleware.py's server for ``variant`` runs, under callgrind, to answer ``count``
+    requests after a first one (the key fetch and the verification, in both counts alike)."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+        middleware.__file__, "--serve", variant, "--issuer", issuer,
+    ]  # fmt: skip
+    server = subprocess.Popen(  # noqa: S603
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    while True:
+        try:
+            send_requests(port, token, 1)
+            break
+        except OSError:  # not listening yet: uvicorn under valgrind starts slowly
+            time.sleep(0.5)
+    send_requests(port, token, count)
+    server.terminate()  # uvicorn shuts down cleanly on SIGTERM, and callgrind prints its count
+    _, errors = server.communicate(timeout=300)
+    found = COLLECTED.search(errors)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no count for {variant}")
+    return int(found.group(1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -89,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
             baseline = baseline or per_request
             label = middleware.SERVERS[variant].name
             print(f"{label:44} {per_request:>12,}   {per_request / baseline:6.2f}x")
+        print(f"\n{'served by uvicorn':44} {'per request':>12}   throughput vs none")
+        baseline = 0
+        for variant in VARIANTS:
+            few, many = (
+                served_instructions(variant, realm.issuer, token, n)
+                for n in (SERVED_FEW, SERVED_MANY)
+            )
+            per_request = (many - few) // (SERVED_MANY - SERVED_FEW)
+            baseline = baseline or per_request
+            label = middleware.SERVERS[variant].name
+            print(f"{label:44} {per_request:>12,}   {baseline / per_request:6.3f}x")
     return 0
 
 

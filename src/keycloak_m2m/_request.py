@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypedDict, cast
+from typing import Final, NamedTuple, Protocol, TypedDict, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from ._audit import audit_acceptance, audit_log, audit_refusal
@@ -95,9 +95,8 @@ class TokenVerifier(Protocol):
     ) -> Principal: ...
 
 
-class Presented:
-    """What one request carried, as its adapter read it (a plain slotted class: one is built
-    per request, and the compiled build builds it without a Python call).
+class Presented(NamedTuple):
+    """What one request carried, as its adapter read it (a tuple: one is built per request).
 
     Header values are every value of that header, in order: the step, not the adapter, decides
     what several of them mean. ``origin`` (scheme and authority) and ``path`` make up the URL
@@ -107,36 +106,14 @@ class Presented:
     to a certificate needs it.
     """
 
-    __slots__ = (
-        "authorization",
-        "client_certificate",
-        "content_type",
-        "dpop",
-        "method",
-        "origin",
-        "path",
-        "query",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        origin: str,
-        path: str,
-        authorization: Sequence[str],
-        dpop: Sequence[str],
-        query: str | bytes,
-        content_type: str | None,
-        client_certificate: ClientCertificate | None = None,
-    ) -> None:
-        self.method = method
-        self.origin = origin
-        self.path = path
-        self.authorization = authorization
-        self.dpop = dpop
-        self.query = query
-        self.content_type = content_type
-        self.client_certificate = client_certificate
+    method: str
+    origin: str
+    path: str
+    authorization: Sequence[str]
+    dpop: Sequence[str]
+    query: str | bytes
+    content_type: str | None
+    client_certificate: ClientCertificate | None = None
 
     @property
     def url(self) -> str:
