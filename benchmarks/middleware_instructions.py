@@ -7,12 +7,12 @@ The apps are middleware.py's (no authentication, the dict-lookup floor, TokenAut
 with one valid token. First in one process, called as ASGI apps (``await app(scope, receive,
 send)``) as uvicorn would call them: each runs in a child under callgrind twice, over 500 and
 over 2,000 requests, and the difference over 1,500 is its cost per request. Then served: each
-app in middleware.py's uvicorn server under callgrind, sent 200 and then 1,200 requests over one
-keep-alive connection by this process; the difference over 1,000 is what the server spends per
-request, HTTP parsing and the event loop included, and its inverse ratio to no authentication is
-the throughput ratio middleware.py's target is about, on a machine with the server's core to
-itself. For the package as installed: pure Python or the compiled build, which the first line
-names.
+app, and FastAPI with and without the middleware, in middleware.py's uvicorn server under
+callgrind, sent 200 and then 1,200 requests over one keep-alive connection by this process; the
+difference over 1,000 is what the server spends per request, HTTP parsing and the event loop
+included, and its inverse ratio to no authentication in the same framework is the throughput
+ratio middleware.py's target is about, on a machine with the server's core to itself. For the
+package as installed: pure Python or the compiled build, which the first line names.
 
 A measurement, not a test: it always exits 0 once the numbers are printed.
 """
@@ -38,6 +38,8 @@ FEW, MANY = 500, 2000
 SERVED_FEW, SERVED_MANY = 200, 1200
 CONTENT_LENGTH = re.compile(rb"content-length: (\d+)", re.IGNORECASE)
 VARIANTS = ("starlette-none", "starlette-floor", "starlette-middleware")
+# Served, FastAPI too: each app against no authentication in the same framework.
+SERVED_VARIANTS = (*VARIANTS, "fastapi-none", "fastapi-middleware")
 SECRET = "benchmark-client-secret"
 
 
@@ -148,15 +150,16 @@ def main(argv: list[str] | None = None) -> int:
             label = middleware.SERVERS[variant].name
             print(f"{label:44} {per_request:>12,}   {per_request / baseline:6.2f}x")
         print(f"\n{'served by uvicorn':44} {'per request':>12}   throughput vs none")
-        baseline = 0
-        for variant in VARIANTS:
+        baselines: dict[str, int] = {}
+        for variant in SERVED_VARIANTS:
             few, many = (
                 served_instructions(variant, realm.issuer, token, n)
                 for n in (SERVED_FEW, SERVED_MANY)
             )
             per_request = (many - few) // (SERVED_MANY - SERVED_FEW)
-            baseline = baseline or per_request
-            label = middleware.SERVERS[variant].name
+            server = middleware.SERVERS[variant]
+            baseline = baselines.setdefault(server.framework, per_request)
+            label = f"{server.framework}: {server.name}"
             print(f"{label:44} {per_request:>12,}   {baseline / per_request:6.3f}x")
     return 0
 
