@@ -66,17 +66,26 @@ def instructions(row: str, shape: str, count: int, data: Path) -> int:
     return counted([__file__, "--child", row, shape, str(count), str(data)])
 
 
-def counted(arguments: list[str]) -> int:
-    """The instructions ``python *arguments`` runs, counted by callgrind."""
-    command = [
+def under_callgrind(arguments: list[str]) -> list[str]:
+    """The command that runs ``python *arguments`` under callgrind, which prints its count."""
+    return [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
         *arguments,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, check=True)  # noqa: S603
-    found = COLLECTED.search(done.stderr)
+
+
+def collected(stderr: bytes, arguments: list[str]) -> int:
+    """The instruction count callgrind printed on ``stderr`` for ``arguments``."""
+    found = COLLECTED.search(stderr)
     if found is None:
         raise RuntimeError(f"callgrind printed no count for {arguments}")
     return int(found.group(1))
+
+
+def counted(arguments: list[str]) -> int:
+    """The instructions ``python *arguments`` runs, counted by callgrind."""
+    done = subprocess.run(under_callgrind(arguments), capture_output=True, check=True)  # noqa: S603
+    return collected(done.stderr, arguments)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,12 +24,11 @@ import asyncio
 import re
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
 import middleware
-from instructions import COLLECTED, counted
+from instructions import collected, counted, under_callgrind
 from validate import build_name
 
 from keycloak_m2m.testing import LocalRealm
@@ -105,12 +104,9 @@ def send_requests(port: int, token: str, count: int) -> None:
 def served_instructions(variant: str, issuer: str, token: str, count: int) -> int:
     """What middleware.py's server for ``variant`` runs, under callgrind, to answer ``count``
     requests after a first one (the key fetch and the verification, in both counts alike)."""
-    command = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-        middleware.__file__, "--serve", variant, "--issuer", issuer,
-    ]  # fmt: skip
+    arguments = [middleware.__file__, "--serve", variant, "--issuer", issuer]
     server = subprocess.Popen(  # noqa: S603
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        under_callgrind(arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert server.stdout is not None
     port = int(server.stdout.readline())
@@ -123,10 +119,7 @@ def served_instructions(variant: str, issuer: str, token: str, count: int) -> in
     send_requests(port, token, count)
     server.terminate()  # uvicorn shuts down cleanly on SIGTERM, and callgrind prints its count
     _, errors = server.communicate(timeout=300)
-    found = COLLECTED.search(errors)
-    if found is None:
-        raise RuntimeError(f"callgrind printed no count for {variant}")
-    return int(found.group(1))
+    return collected(errors, arguments)
 
 
 def main(argv: list[str] | None = None) -> int:

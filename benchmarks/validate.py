@@ -77,8 +77,8 @@ CACHE_ON = "keycloak_m2m, cache hit"
 FRESH = "keycloak_m2m, fresh, cache on"
 # A fresh token per call with the cache on: more distinct tokens than the cache holds, cycled, so
 # that every call misses and its insert evicts the least recently used entry, as in a full cache.
-# The cache is emptied before each round: a round's batch is longer than one pass when calls are
-# fast, and the next round would otherwise start on tokens the last one left in the cache.
+# The cache is emptied before each timed batch: a batch is longer than one pass when calls are
+# fast, and the next one would otherwise start on tokens the last one left in the cache.
 FRESH_TOKEN_COUNT = 5000
 FRESH_CACHE_SIZE = 4096
 # The second token shape: a Keycloak service-account token with 20 claims, aud a list of two,

@@ -22,6 +22,7 @@ from ._audit import audit_acceptance, audit_log, audit_refusal
 from ._binding import CertificateHeader, ClientCertificate, certificate_header
 from ._errors import AuthError, InsufficientScope, InvalidDPoPProof, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
+from ._token_cache import PrincipalLookup
 
 __all__ = [
     "MAX_FORM_BODY",
@@ -65,12 +66,8 @@ class TokenVerifier(Protocol):
     @property
     def dpop(self) -> str: ...
 
-    def cached(
-        self,
-        token: str,
-        client_certificate: ClientCertificate | None = None,
-        introspect: bool = False,
-    ) -> Principal | None: ...
+    @property
+    def cached(self) -> PrincipalLookup: ...
 
     def validate(
         self,

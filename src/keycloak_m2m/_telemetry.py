@@ -455,7 +455,7 @@ class ValidatorTelemetry:
 
         # Instance attributes: the adapters' and drivers' ``validator.cached`` (and the rest)
         # find them first. The drivers' own lookup then misses again, at no cost worth counting.
-        validator.cached = cached  # type: ignore[method-assign]
+        validator.cached = cached  # type: ignore[misc]  # read-only in the request step's protocol
         validator.validate = traced  # type: ignore[method-assign]
         validator.validate_async = traced_async  # type: ignore[method-assign]
 
