@@ -59,19 +59,14 @@ def presented(
         tls = extensions.get("tls") if extensions else None
         chain = tls.get("client_cert_chain") if tls else None
         certificate = chain[0] if chain else None
-    # tuple.__new__ rather than Presented(...): a NamedTuple's own __new__ is a Python function,
-    # a measurable share of a cached request through the middleware.
-    return tuple.__new__(
-        Presented,
-        (
-            scope.get("method", "GET"),
-            (scope.get("scheme") or ("http" if http else "ws")) + "://" + host,
-            scope.get("root_path", "") + scope["path"],
-            authorization,
-            dpop,
-            scope.get("query_string", b""),
-            # A websocket's messages are frames, not a body that could hold a form.
-            content_type if http else None,
-            certificate,
-        ),
+    return Presented(
+        scope.get("method", "GET"),
+        (scope.get("scheme") or ("http" if http else "ws")) + "://" + host,
+        scope.get("root_path", "") + scope["path"],
+        authorization,
+        dpop,
+        scope.get("query_string", b""),
+        # A websocket's messages are frames, not a body that could hold a form.
+        content_type if http else None,
+        certificate,
     )

@@ -130,7 +130,9 @@ class TokenAuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path in self._open_paths or path.startswith(self._open_prefixes):
+        prefixes = self._open_prefixes
+        # An empty tuple spares a method call that costs a share of a cached request.
+        if path in self._open_paths or (prefixes and path.startswith(prefixes)):
             scope["auth"] = scope["user"] = ANONYMOUS
             await self.app(scope, receive, send)
             return

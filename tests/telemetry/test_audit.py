@@ -109,3 +109,32 @@ def test_admissions_are_not_logged_at_info(
     )
     assert response.status_code == 200
     assert audit_records(caplog) == []
+
+
+def test_admissions_follow_the_log_level_as_it_changes(
+    caplog: pytest.LogCaptureFixture, realm: LocalRealm, base_url: str
+) -> None:
+    # The step reads logging's memo of the level (it runs on every request): each change of
+    # level, logging.disable and a logger disabled by logging.config must show on the next one.
+    caplog.set_level(logging.DEBUG, logger="keycloak_m2m.audit")
+    audit = logging.getLogger("keycloak_m2m.audit")
+    headers = {"Authorization": f"Bearer {realm.mint(CLIENT)}"}
+    changes: list[Callable[[], None]] = [
+        lambda: audit.setLevel(logging.INFO),
+        lambda: audit.setLevel(logging.DEBUG),
+        lambda: logging.disable(logging.DEBUG),
+        lambda: logging.disable(logging.NOTSET),
+        lambda: setattr(audit, "disabled", True),
+        lambda: setattr(audit, "disabled", False),
+    ]
+    counts = []
+    try:
+        with httpx.Client(base_url=base_url, verify=TLS) as client:
+            for change in [lambda: None, *changes]:
+                change()
+                assert client.get("/any", headers=headers).status_code == 200
+                counts.append(len(audit_records(caplog)))
+    finally:
+        logging.disable(logging.NOTSET)
+        audit.disabled = False
+    assert counts == [1, 1, 2, 2, 3, 3, 4]
