@@ -58,7 +58,8 @@ def audit_refusal(error: AuthError, request: AuditedRequest, issuer: str) -> Non
 def audit_acceptance(principal: Principal | None, request: AuditedRequest, issuer: str) -> None:
     """One DEBUG record per admitted request (an anonymous one on an optional route too).
 
-    The caller checks ``audit_log.isEnabledFor(logging.DEBUG)`` first: this runs per request.
+    The caller asks whether DEBUG is enabled first (the request step reads logging's memo of
+    it): this runs per request.
     """
     audit_log.debug(
         "admitted %s %s for %s",
