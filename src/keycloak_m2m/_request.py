@@ -354,8 +354,7 @@ class Gate:
             )
         principal = cast(Principal, answer)
         requirement.check(principal, extra_scopes)
-        if _admissions_audited():
-            audit_acceptance(principal, request, self.validator.issuer)
+        self._audit_admission(principal, request)
         return principal
 
     def _token_step(
@@ -368,8 +367,7 @@ class Gate:
         scheme, token = _credentials(authorization, self._schemes)
         if token is None:
             if requirement.optional:
-                if _admissions_audited():
-                    audit_acceptance(None, request, self.validator.issuer)
+                self._audit_admission(None, request)
                 return None
             raise MissingToken(schemes=self._challenges)
         if scheme == _DPOP:
@@ -380,9 +378,12 @@ class Gate:
             return CheckToken(token)
         if requirement.grants or extra_scopes:
             requirement.check(principal, extra_scopes)
+        self._audit_admission(principal, request)
+        return principal
+
+    def _audit_admission(self, principal: Principal | None, request: Presented) -> None:
         if _admissions_audited():
             audit_acceptance(principal, request, self.validator.issuer)
-        return principal
 
     def run(
         self, request: Presented, requirement: Requirement, read_body: Callable[[int], bytes]
