@@ -157,6 +157,7 @@ def inlined_validator(
             expires_at=float(exp),
         )
         valid_until = time.monotonic() + exp + _LEEWAY - now
-        return Verified(token, principal, None, valid_until, None, False, None, True, None)
+        raw = token.encode("ascii")
+        return Verified(raw, principal, None, valid_until, None, False, None, True, None)
 
     return validate

@@ -100,7 +100,12 @@ def test_cached_answers_verified_tokens_only_and_never_fetches(
     assert validator.cached(token) is None
     principal = validator.validate(token)
     assert validator.cached(token) is principal
-    assert validator.cached(token.encode()) is None  # type: ignore[arg-type]
+    # As a request's header carries it: what the request step passes.
+    assert validator.cached(token.encode("latin-1")) is principal
+    # What cannot be a header's token is a miss, not an error.
+    assert validator.cached(bytearray(token.encode())) is None  # type: ignore[arg-type]
+    assert validator.cached(token[:-1] + "\u0100") is None
+    assert validator.cached(token.encode()[:-1]) is None
     clock.advance(60 + 30)  # past expiry and leeway
     assert validator.cached(token) is None
     assert realm.request_count("certs") == 1
@@ -170,7 +175,8 @@ def test_the_cache_is_bounded_in_bytes_too(
 ) -> None:
     tokens = [realm.mint(CLIENT, claims={"jti": str(n)}) for n in range(4)]
     # Room for two entries as the cache counts them, whatever their number bound.
-    room = 2 * entry_bytes(tokens[0]) + entry_bytes(tokens[0]) // 2
+    size = entry_bytes(tokens[0].encode())  # the cache holds a token as its header bytes
+    room = 2 * size + size // 2
     validator = make_validator(token_cache_size=100, token_cache_bytes=room)
     for token in tokens:
         validate(validator, token)
@@ -186,7 +192,7 @@ def test_a_token_larger_than_the_byte_bound_is_validated_but_not_kept(
     realm: LocalRealm, make_validator: MakeValidator, validate: Validate
 ) -> None:
     token = realm.mint(CLIENT)
-    validator = make_validator(token_cache_bytes=entry_bytes(token) - 1)
+    validator = make_validator(token_cache_bytes=entry_bytes(token.encode()) - 1)
     first = validate(validator, token)
     assert validator.cached(token) is None
     assert validate(validator, token) is not first

@@ -11,6 +11,7 @@ from typing import Any, Final
 from ._binding import CertificateHeader, ForwardedCertificate
 from ._request import Presented
 
+_NO_HEADERS: Final[tuple[bytes, ...]] = ()
 _NO_VALUES: Final[tuple[str, ...]] = ()
 
 
@@ -25,20 +26,23 @@ def presented(
     # A dict, as ASGI has it: typed so, the compiled build reads it without method calls.
     scope = asgi_scope if type(asgi_scope) is dict else dict(asgi_scope)
     # Tuples grown on a match: most requests carry one Authorization header and none of the
-    # others, and an empty tuple costs no allocation.
-    authorization: tuple[str, ...] = _NO_VALUES
+    # others, and an empty tuple costs no allocation. Authorization stays bytes: the request
+    # step decides a cached token without decoding it.
+    authorization: tuple[bytes, ...] = _NO_HEADERS
     dpop: tuple[str, ...] = _NO_VALUES
     forwarded: tuple[str, ...] = _NO_VALUES
     content_type = None
     host = None
     wanted = certificate_header.encode("latin-1") if certificate_header else None
-    # Typed for the same reason: compared and decoded without method calls.
+    # Typed for the same reason: compared and decoded without method calls. Each header is
+    # indexed rather than unpacked, which would go through the iterator protocol.
     name: bytes
     value: bytes
-    for name, value in scope["headers"]:
+    for header in scope["headers"]:
+        name = header[0]
+        value = header[1]
         if name == b"authorization":
-            decoded = value.decode("latin-1")
-            authorization = (*authorization, decoded) if authorization else (decoded,)
+            authorization = (*authorization, value) if authorization else (value,)
         elif name == b"host":
             host = value.decode("latin-1")
         elif name == b"content-type":
@@ -61,7 +65,8 @@ def presented(
         certificate = chain[0] if chain else None
     return Presented(
         scope.get("method", "GET"),
-        (scope.get("scheme") or ("http" if http else "ws")) + "://" + host,
+        scope.get("scheme") or ("http" if http else "ws"),
+        host,
         scope.get("root_path", "") + scope["path"],
         authorization,
         dpop,

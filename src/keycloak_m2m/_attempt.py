@@ -196,7 +196,8 @@ class Attempt:
             valid_until = min(valid_until, introspected_until)
         jkt = dpop_thumbprint(claims)
         return Verified(
-            token,
+            # split_token and is_opaque admit ASCII only: these are the bytes of its header.
+            token.encode("ascii"),
             principal,
             key,
             valid_until,

@@ -15,6 +15,7 @@ from ._binding import ClientCertificate
 from ._errors import InvalidIssuer
 from ._jose import JsonParser, decode_json_object, split_token
 from ._principal import Principal
+from ._token_cache import raw_token
 from ._validator import DPoPMode, TokenValidator
 
 __all__ = ["MultiIssuerValidator"]
@@ -94,13 +95,16 @@ class MultiIssuerValidator:
 
     def cached(
         self,
-        token: str,
+        token: str | bytes,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
     ) -> Principal | None:
         """The principal of a token one of the validators verified, while that holds."""
+        raw = raw_token(token)  # once, not by each validator
+        if raw is None:
+            return None
         for validator in self._validators:
-            principal = validator.cached(token, client_certificate, introspect)
+            principal = validator.cached(raw, client_certificate, introspect)
             if principal is not None:
                 return principal
         return None

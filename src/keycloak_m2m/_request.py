@@ -22,7 +22,7 @@ from ._audit import audit_acceptance, audit_log, audit_refusal
 from ._binding import CertificateHeader, ClientCertificate, certificate_header
 from ._errors import AuthError, InsufficientScope, InvalidDPoPProof, InvalidRequest, MissingToken
 from ._principal import Principal, as_names
-from ._token_cache import PrincipalLookup
+from ._token_cache import HEADER_ENCODING, PrincipalLookup
 
 __all__ = [
     "MAX_FORM_BODY",
@@ -45,9 +45,10 @@ _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 # RFC 6750 sections 2.2 and 2.3: the parameter name of a token sent in the form or the query.
 _PARAMETER_NAME: Final = "access_token"
 # RFC 6750 section 2.1 and RFC 9449 section 7.1: the scheme, then one space (more are
-# tolerated), then the token; schemes are compared case-insensitively.
-_BEARER: Final = "bearer"
-_DPOP: Final = "dpop"
+# tolerated), then the token; schemes are compared case-insensitively. Bytes, as the header's
+# value is read: a cached token is then decided without decoding it.
+_BEARER: Final = b"bearer"
+_DPOP: Final = b"dpop"
 _SEVERAL_HEADERS: Final = "more than one Authorization header"
 # The challenges of a 401 without a token, by the validator's DPoP mode.
 _CHALLENGES: Final = {
@@ -96,7 +97,8 @@ class Presented:
     """What one request carried, as its adapter read it.
 
     Header values are every value of that header, in order: the step, not the adapter, decides
-    what several of them mean. ``origin`` (scheme and authority) and ``path`` make up the URL
+    what several of them mean; the Authorization header's as the bytes that came (WSGI's text
+    encoded back as latin-1). ``scheme``, ``host`` (the authority) and ``path`` make up the URL
     the request was sent to, without its query; ``query`` is the raw query string.
     ``client_certificate`` is the TLS client certificate (PEM or DER) where the server gives
     one, or the header of a proxy the adapter was told to trust, parsed only when a token bound
@@ -110,25 +112,28 @@ class Presented:
         "client_certificate",
         "content_type",
         "dpop",
+        "host",
         "method",
-        "origin",
         "path",
         "query",
+        "scheme",
     )
 
     def __init__(
         self,
         method: str,
-        origin: str,
+        scheme: str,
+        host: str,
         path: str,
-        authorization: Sequence[str],
+        authorization: Sequence[bytes],
         dpop: Sequence[str],
         query: str | bytes,
         content_type: str | None,
         client_certificate: ClientCertificate | None = None,
     ) -> None:
         self.method = method
-        self.origin = origin
+        self.scheme = scheme
+        self.host = host
         self.path = path
         self.authorization = authorization
         self.dpop = dpop
@@ -139,7 +144,7 @@ class Presented:
     @property
     def url(self) -> str:
         """The request URL without query or fragment; built on demand, few steps need it."""
-        return self.origin + self.path
+        return f"{self.scheme}://{self.host}{self.path}"
 
 
 class Need:
@@ -319,7 +324,10 @@ class Gate:
         self.certificate_header: CertificateHeader | None = certificate_header(client_cert_header)
         self._public_url = None if public_url is None else _public_url(public_url)
         self._challenges = _CHALLENGES[validator.dpop]
-        self._schemes = frozenset(scheme.lower() for scheme in self._challenges) | {_BEARER}
+        # Bearer always: where DPoP is required, a bearer token is refused as one (invalid_token)
+        # rather than met with a bare challenge.
+        schemes = (*self._challenges, "Bearer")
+        self._schemes = frozenset(scheme.lower().encode() for scheme in schemes)
 
     def admit(
         self, request: Presented, requirement: Requirement, extra_scopes: Sequence[str] = ()
@@ -360,7 +368,7 @@ class Gate:
     def _token_step(
         self,
         request: Presented,
-        authorization: str | None,
+        authorization: bytes | None,
         requirement: Requirement,
         extra_scopes: Sequence[str],
     ) -> Outcome:
@@ -371,11 +379,16 @@ class Gate:
                 return None
             raise MissingToken(schemes=self._challenges)
         if scheme == _DPOP:
-            return CheckToken(token, self._proof(request), request.method, self._url(request))
+            return CheckToken(
+                token.decode(HEADER_ENCODING),
+                self._proof(request),
+                request.method,
+                self._url(request),
+            )
         # Positional: keyword arguments cost a measurable share of a cache hit.
         principal = self.validator.cached(token, request.client_certificate, requirement.introspect)
         if principal is None:
-            return CheckToken(token)
+            return CheckToken(token.decode(HEADER_ENCODING))
         if requirement.grants or extra_scopes:
             requirement.check(principal, extra_scopes)
         self._audit_admission(principal, request)
@@ -484,30 +497,51 @@ def _admissions_audited() -> bool:
 # --- RFC 6750 section 2: how the token travels ---------------------------------------------------
 
 
-def _single(values: Sequence[str]) -> str | None:
+def _single(values: Sequence[bytes]) -> bytes | None:
     if len(values) > 1:
         raise InvalidRequest(_SEVERAL_HEADERS)
     return values[0] if values else None
 
 
-_NO_CREDENTIALS: Final = ("", None)
+_NO_CREDENTIALS: Final = (b"", None)
+# Bytes methods are Python calls even in the compiled build, where str's are not: the usual
+# header, ``Bearer <token>`` as RFC 6750 spells it with nothing to strip, passes without one.
+_AS_SPECIFIED: Final = b"Bearer "
+_SPACE: Final = 0x20  # every byte that bytes.strip removes is at most this
+# An int: ``b"," in token`` tries the operand as an int first and raises, costing as much as
+# the rest of the header rules.
+_COMMA: Final = ord(",")
 
 
-def _credentials(authorization: str | None, schemes: frozenset[str]) -> tuple[str, str | None]:
+def _credentials(
+    authorization: bytes | None, schemes: frozenset[bytes]
+) -> tuple[bytes, bytes | None]:
     """The lowercased scheme and the token, or no token for a scheme not in ``schemes``."""
     if authorization is None:
         return _NO_CREDENTIALS
-    # Partitioning copies the token once.
-    scheme, _, token = authorization.strip().partition(" ")
-    scheme = scheme.lower()
-    if scheme not in schemes:
-        return _NO_CREDENTIALS
-    token = token.strip()
+    text = _stripped(authorization)
+    # What partitioning would find for the usual header, without its call. Either way the
+    # token is copied once.
+    if text[: len(_AS_SPECIFIED)] == _AS_SPECIFIED:
+        scheme, token = _BEARER, text[len(_AS_SPECIFIED) :]
+    else:
+        name, _, token = text.partition(b" ")
+        scheme = name.lower()
+        if scheme not in schemes:
+            return _NO_CREDENTIALS
+    token = _stripped(token)
     # No b64token (RFC 6750 section 2.1) holds a comma; WSGI servers join repeated headers
     # with one, so a comma means several credentials were sent.
-    if "," in token:
+    if _COMMA in token:
         raise InvalidRequest(_SEVERAL_HEADERS)
     return scheme, token or None
+
+
+def _stripped(value: bytes) -> bytes:
+    """``value.strip()``, without the call when neither end can be whitespace."""
+    if value and value[0] > _SPACE and value[-1] > _SPACE:
+        return value
+    return value.strip()
 
 
 def _public_url(url: str) -> str:

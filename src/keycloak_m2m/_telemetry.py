@@ -419,7 +419,7 @@ class ValidatorTelemetry:
         issuer = self.issuer
 
         def cached(
-            token: str,
+            token: str | bytes,
             client_certificate: ClientCertificate | None = None,
             introspect: bool = False,
         ) -> Principal | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from ._binding import ClientCertificate, matches
 from ._jose import VerificationKey
@@ -18,7 +18,11 @@ from ._principal import Principal
 # is as distinctive (192 bits here), and a hit is trusted only after the whole stored token
 # compares equal, so a token sharing that end with a verified one is merely a miss.
 _KEY_CHARS = 32
-# What an entry costs beyond its token string, measured with tracemalloc on Keycloak
+# HTTP header values are bytes, read as latin-1 wherever a framework hands them over as text
+# (RFC 9110 section 5.5); the cache holds each token in that form, so a request's header is
+# looked up as it came.
+HEADER_ENCODING: Final = "latin-1"
+# What an entry costs beyond its token, measured with tracemalloc on Keycloak
 # service-account tokens (benchmarks/validate.py): about 0.8 KB, and about 1.3 times the token's
 # length more once the application has read ``principal.claims``. Counted from above.
 _ENTRY_BYTES = 2048
@@ -28,7 +32,7 @@ _CLAIMS_BYTES_PER_TOKEN_BYTE = 2
 class Verified(NamedTuple):
     """A verdict: a tuple, as it is made on every first sight of a token."""
 
-    token: str
+    token: bytes  # as a header carries it (raw_token)
     principal: Principal
     key: VerificationKey | None  # None: an opaque token, vouched for by introspection alone
     valid_until: float  # on the validator's steady clock
@@ -62,8 +66,21 @@ def token_key(token: str) -> str:
     return token[-_KEY_CHARS:]
 
 
-def entry_bytes(token: str) -> int:
-    """What one entry is counted as against the cache's byte bound, token string included."""
+def raw_token(token: object) -> bytes | None:
+    """``token`` as the bytes a header carries it in, or None for what cannot be a token: a str
+    with a character no header byte stands for, or neither a str nor bytes."""
+    if type(token) is bytes:
+        return token
+    if type(token) is str:
+        try:
+            return token.encode(HEADER_ENCODING)
+        except UnicodeEncodeError:
+            return None
+    return None
+
+
+def entry_bytes(token: bytes) -> int:
+    """What one entry is counted as against the cache's byte bound, its token included."""
     return (1 + _CLAIMS_BYTES_PER_TOKEN_BYTE) * len(token) + _ENTRY_BYTES
 
 
@@ -74,7 +91,7 @@ class VerifiedTokens:
     __slots__ = ("_entries", "bytes", "max_bytes", "max_entries")
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self._entries: OrderedDict[str, Verified] = OrderedDict()
+        self._entries: OrderedDict[bytes, Verified] = OrderedDict()
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.bytes = 0
@@ -82,9 +99,9 @@ class VerifiedTokens:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str) -> Verified | None:
+    def get(self, token: bytes) -> Verified | None:
         """The entry of exactly ``token``, now the most recently used, or None."""
-        key = token_key(token)
+        key = token[-_KEY_CHARS:]
         entry = self._entries.get(key)
         if entry is None or entry.token != token:
             return None
@@ -101,26 +118,27 @@ class VerifiedTokens:
         if not self.max_entries or cost > self.max_bytes:
             return
         self.drop(entry.token)
-        self._entries[token_key(entry.token)] = entry
+        self._entries[entry.token[-_KEY_CHARS:]] = entry
         self.bytes += cost
         entries = self._entries
         while len(entries) > self.max_entries or self.bytes > self.max_bytes:
             _, evicted = entries.popitem(last=False)
             self.bytes -= entry_bytes(evicted.token)
 
-    def drop(self, token: str) -> None:
+    def drop(self, token: bytes) -> None:
         """Forget the entry stored under ``token``'s key, if any."""
-        evicted = self._entries.pop(token_key(token), None)
+        evicted = self._entries.pop(token[-_KEY_CHARS:], None)
         if evicted is not None:
             self.bytes -= entry_bytes(evicted.token)
 
 
 class PrincipalLookup(Protocol):
-    """``TokenValidator.cached``, and what telemetry puts in front of it."""
+    """``TokenValidator.cached``, and what telemetry puts in front of it: ``token`` as a str or
+    as the bytes of a request's header (``raw_token``)."""
 
     def __call__(
         self,
-        token: str,
+        token: str | bytes,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
     ) -> Principal | None: ...
@@ -144,11 +162,13 @@ class CachedPrincipals:
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
     ) -> Principal | None:
-        # ``object``: compiled, a ``str`` parameter would raise TypeError for what any caller
-        # may pass; anything else is merely not in the cache.
-        if type(token) is not str:
+        # ``object``: compiled, a typed parameter would raise TypeError for what any caller may
+        # pass; anything else is merely not in the cache. Bytes, as the request step passes a
+        # header's token, are looked up as they are.
+        raw = raw_token(token)
+        if raw is None:
             return None  # input the full path will refuse
-        entry = self._tokens.get(token)
+        entry = self._tokens.get(raw)
         if entry is None or not entry.bearer or not holds(entry, self._steady()):
             return None
         return entry.principal if fits(entry, client_certificate, introspect) else None

@@ -57,6 +57,7 @@ from ._token_cache import (
     VerifiedTokens,
     fits,
     holds,
+    raw_token,
     token_key,
 )
 
@@ -84,7 +85,8 @@ class TokenValidator:
 
     cached: PrincipalLookup
     """``cached(token, client_certificate=None, introspect=False)``: the principal of a token
-    this validator verified, while that verification holds.
+    this validator verified, while that verification holds. ``token`` is a str, or the bytes
+    of a request's header (read as latin-1), as the request step passes it without decoding.
 
     No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
     coroutine. None means "not in the cache", never "invalid". A certificate-bound token is a
@@ -494,15 +496,16 @@ class TokenValidator:
     def _entry(
         self, token: str, client_certificate: ClientCertificate | None, introspect: bool
     ) -> Verified | None:
-        if type(token) is not str:
+        raw = raw_token(token)
+        if raw is None:
             return None  # input the full path will refuse
-        entry = self._verified.get(token)
+        entry = self._verified.get(raw)
         if entry is None:
             return None
         if holds(entry, self._steady()):
             return entry if fits(entry, client_certificate, introspect) else None  # else: why
         with self._verified_lock:
-            self._verified.drop(token)
+            self._verified.drop(raw)
         return None
 
     def _keep(self, entry: Verified) -> Verified:

@@ -187,9 +187,11 @@ def _presented(gate: Gate) -> Presented:
     )
     return Presented(
         request.method,
-        request.host_url.rstrip("/"),
+        request.scheme,
+        request.host,
         request.root_path + request.path,
-        headers.getlist("Authorization"),
+        # PEP 3333: header values are latin-1 text of the bytes that came.
+        [value.encode("latin-1") for value in headers.getlist("Authorization")],
         headers.getlist("DPoP"),
         request.query_string,
         request.content_type,

@@ -353,7 +353,8 @@ def test_dpop_options_are_checked(
 
 
 def presented(authorization: list[str], dpop: list[str], path: str = "/notifications") -> Presented:
-    return Presented("GET", "http://10.0.0.7:8000", path, authorization, dpop, b"", None)
+    headers = [value.encode("latin-1") for value in authorization]
+    return Presented("GET", "http", "10.0.0.7:8000", path, headers, dpop, b"", None)
 
 
 def test_gate_asks_for_the_proof_check_with_the_public_url(
