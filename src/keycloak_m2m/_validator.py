@@ -496,6 +496,8 @@ class TokenValidator:
     def _entry(
         self, token: str, client_certificate: ClientCertificate | None, introspect: bool
     ) -> Verified | None:
+        if not self._verified:  # spares encoding the token where the cache is off or empty
+            return None
         raw = raw_token(token)
         if raw is None:
             return None  # input the full path will refuse
