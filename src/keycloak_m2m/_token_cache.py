@@ -62,7 +62,12 @@ def fits(entry: Verified, certificate: ClientCertificate | None, introspect: boo
 
 def token_key(token: str) -> str:
     """What a token is cached (and its per-token locks are held) under: its signature's end.
-    Every per-token cache and lock of the package keys by this."""
+    Every per-token cache and lock of the package keys by this, or by ``raw_key``."""
+    return token[-_KEY_CHARS:]
+
+
+def raw_key(token: bytes) -> bytes:
+    """``token_key`` of a token held as the bytes of its header: the verified-token cache's."""
     return token[-_KEY_CHARS:]
 
 
@@ -101,7 +106,7 @@ class VerifiedTokens:
 
     def get(self, token: bytes) -> Verified | None:
         """The entry of exactly ``token``, now the most recently used, or None."""
-        key = token[-_KEY_CHARS:]
+        key = raw_key(token)
         entry = self._entries.get(key)
         if entry is None or entry.token != token:
             return None
@@ -118,7 +123,7 @@ class VerifiedTokens:
         if not self.max_entries or cost > self.max_bytes:
             return
         self.drop(entry.token)
-        self._entries[entry.token[-_KEY_CHARS:]] = entry
+        self._entries[raw_key(entry.token)] = entry
         self.bytes += cost
         entries = self._entries
         while len(entries) > self.max_entries or self.bytes > self.max_bytes:
@@ -127,7 +132,7 @@ class VerifiedTokens:
 
     def drop(self, token: bytes) -> None:
         """Forget the entry stored under ``token``'s key, if any."""
-        evicted = self._entries.pop(token[-_KEY_CHARS:], None)
+        evicted = self._entries.pop(raw_key(token), None)
         if evicted is not None:
             self.bytes -= entry_bytes(evicted.token)
 
