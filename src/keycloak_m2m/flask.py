@@ -32,6 +32,7 @@ from ._binding import ForwardedCertificate
 from ._errors import AuthError
 from ._principal import Principal
 from ._request import Gate, Presented, Requirement, RequirementOptions, TokenVerifier
+from ._token_cache import HEADER_ENCODING
 
 if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
     from typing_extensions import Unpack
@@ -190,8 +191,9 @@ def _presented(gate: Gate) -> Presented:
         request.scheme,
         request.host,
         request.root_path + request.path,
-        # PEP 3333: header values are latin-1 text of the bytes that came.
-        [value.encode("latin-1") for value in headers.getlist("Authorization")],
+        # PEP 3333: header values are latin-1 text of the bytes that came, which is how the
+        # verified-token cache maps a str token to the bytes it holds.
+        [value.encode(HEADER_ENCODING) for value in headers.getlist("Authorization")],
         headers.getlist("DPoP"),
         request.query_string,
         request.content_type,
