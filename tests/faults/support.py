@@ -3,14 +3,16 @@
 LocalRealm answers every request with well-formed HTTP. A ``ScriptedServer`` writes whatever bytes
 a test scripts, with pauses between them (slow drips, lying headers, gzip). A ``DrippingServer``
 answers with a status line and then one header line at a time, for as long as the client stays,
-and records when the client hung up. A ``Relay`` is a port on 127.0.0.1 that refuses connections
-until it is opened, then relays them to a realm, and refuses again once closed: the key endpoint
-going away and coming back at the same address. Each counts what reached it.
+and records whether the client hung up before the server gave up. A ``Relay`` is a port on
+127.0.0.1 that refuses connections until it is opened, then relays them to a realm, and refuses
+again once closed: the key endpoint going away and coming back at the same address. Each counts
+what reached it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import json
 import select
@@ -164,19 +166,29 @@ class ScriptedServer:
             connection.sendall(data)
 
 
+@dataclasses.dataclass
+class Exchange:
+    """One request to a ``DrippingServer``: when it arrived, and whether the client ended it."""
+
+    arrived: float
+    ended: bool = False
+    by_client: bool = False  # False once ended: the server's limit ended it
+
+
 class DrippingServer:
     """Answers every request with ``HTTP/1.1 200 OK`` and then one header line every ``interval``
-    seconds, never ending the headers, until the client hangs up (or ``limit`` seconds, so that
-    a client that never gives up fails its test instead of hanging the suite).
+    seconds, never ending the headers, until the client hangs up or ``limit`` seconds pass.
 
-    ``exchanges`` holds, per request, the monotonic times it arrived and the client hung up.
+    The limit is what a client that never gives up meets: an exchange the client ended came to
+    its end before the server's, which is the order a deadline test asserts (no wall-clock
+    threshold of its own), and the limit keeps such a client from hanging the suite.
     """
 
     def __init__(self, interval: float = 0.2, limit: float = 20.0) -> None:
         self._interval = interval
-        self._limit = limit
+        self.limit = limit
         self._lock = threading.Lock()
-        self.exchanges: list[list[float]] = []  # [arrived] or [arrived, hung up]
+        self.exchanges: list[Exchange] = []
         self._listener = _Listener(self._serve)
 
     def __enter__(self) -> DrippingServer:
@@ -197,30 +209,44 @@ class DrippingServer:
     @property
     def open_exchanges(self) -> int:
         with self._lock:
-            return sum(len(times) == 1 for times in self.exchanges)
+            return sum(not exchange.ended for exchange in self.exchanges)
 
-    def wait_for_hang_ups(self, until: float) -> None:
-        """Wait, until the monotonic time ``until`` at most, for every client to hang up."""
+    def wait_for_ends(self) -> None:
+        """Wait for every exchange to end, which the server's limit bounds."""
+        until = time.monotonic() + self.limit + 1.0
         while self.open_exchanges and time.monotonic() < until:
             time.sleep(0.01)
 
     def _serve(self, connection: socket.socket) -> None:
         if not _read_request(connection):
             return
-        times = [time.monotonic()]
+        exchange = Exchange(arrived=time.monotonic())
         with self._lock:
-            self.exchanges.append(times)
+            self.exchanges.append(exchange)
+        by_client = False
         try:
             connection.sendall(b"HTTP/1.1 200 OK\r\n")
-            while time.monotonic() < times[0] + self._limit and not self._listener.wait(0):
+            while time.monotonic() < exchange.arrived + self.limit and not self._listener.wait(0):
                 readable, _, _ = select.select([connection], [], [], self._interval)
                 if readable and not connection.recv(65536):
-                    break  # the client closed the connection
+                    by_client = True  # the client closed the connection
+                    break
                 connection.sendall(b"X-Drip: .\r\n")
         except OSError:
-            pass  # reset by the client
+            by_client = True  # reset by the client
         finally:
-            times.append(time.monotonic())
+            with self._lock:
+                exchange.by_client = by_client
+                exchange.ended = True
+
+
+def threads_end(before: set[threading.Thread], waiting_at_most: float) -> bool:
+    """Whether the threads started since ``before`` end; the wait only keeps a failing test from
+    hanging, so it is as long as a ``DrippingServer``'s limit, not a threshold."""
+    until = time.monotonic() + waiting_at_most
+    while set(threading.enumerate()) - before and time.monotonic() < until:
+        time.sleep(0.01)
+    return set(threading.enumerate()) <= before
 
 
 class Relay:
