@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -389,6 +390,111 @@ def test_the_secret_can_come_from_a_file(
 def test_bad_configuration_is_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Introspection(AUDIENCE, **options)
+
+
+def _pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    pem: bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem
+
+
+def _keys() -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    weak_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    return {
+        "RSA 2048": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "RSA 1024": weak_rsa,
+        "P-384 as PEM text": _pem(ec.generate_private_key(ec.SECP384R1())).decode(),
+        "P-521": ec.generate_private_key(ec.SECP521R1()),
+        "secp256k1": ec.generate_private_key(ec.SECP256K1()),
+        "Ed25519 as PEM bytes": _pem(ed25519.Ed25519PrivateKey.generate()),
+        "Ed448": ed448.Ed448PrivateKey.generate(),
+        "an encrypted PEM": b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n",
+    }
+
+
+KEYS = _keys()
+
+
+def _outcome(make: Callable[[], object]) -> str:
+    try:
+        make()
+    except ValueError as error:
+        return str(error)
+    return "accepted"
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
+def test_introspection_and_the_client_take_the_same_keys(kind: str) -> None:
+    # Both authenticate as a client with private_key_jwt: one rule decides for both (the two
+    # had drifted apart: RSA-1024 passed here and P-384 was refused there).
+    from keycloak_m2m import ClientCredentials
+
+    key = KEYS[kind]
+    introspection = _outcome(lambda: Introspection(AUDIENCE, private_key=key))
+    client = _outcome(
+        lambda: ClientCredentials(
+            AUDIENCE,
+            private_key=key,
+            auth_method="private_key_jwt",
+            token_url="https://sso.example.com/token",
+        )
+    )
+
+    assert introspection == client
+    refused = {"RSA 1024", "secp256k1", "Ed448", "an encrypted PEM"}
+    assert (introspection == "accepted") == (kind not in refused)
+
+
+def _secret_readers(secret_file: Any) -> list[Callable[[], object]]:
+    from keycloak_m2m import ClientCredentials
+
+    def by_introspection() -> object:
+        return Introspection(AUDIENCE, client_secret_file=secret_file).client_secret
+
+    def by_client() -> object:
+        credentials = ClientCredentials(
+            AUDIENCE, client_secret_file=secret_file, token_url="https://sso.example.com/token"
+        )
+        return credentials._settings.client_secret
+
+    return [by_introspection, by_client]
+
+
+@pytest.mark.parametrize("content", [b"s3cret\r\n", b"s3cret\n", b"s3cret"])
+def test_introspection_and_the_client_read_a_secret_file_alike(
+    tmp_path: Any, content: bytes
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(content)
+
+    assert [read() for read in _secret_readers(secret_file)] == ["s3cret", "s3cret"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\n", "is empty"),
+        (b"\xff\xfe", "cannot be read (UnicodeDecodeError)"),
+        (None, "cannot be read (FileNotFoundError)"),
+    ],
+)
+def test_introspection_and_the_client_refuse_a_bad_secret_file_alike(
+    tmp_path: Any, content: bytes | None, message: str
+) -> None:
+    secret_file = tmp_path / "secret"
+    if content is not None:
+        secret_file.write_bytes(content)
+
+    for read in _secret_readers(secret_file):
+        with pytest.raises(
+            ValueError, match=re.escape(f"client_secret_file {secret_file} {message}")
+        ):
+            read()
 
 
 def test_errors_are_auth_errors() -> None:

@@ -30,13 +30,19 @@ import anyio
 import httpx
 
 from . import _telemetry
-from ._assertion import ASSERTION_TYPE, SigningKey, client_assertion, signing_key
+from ._client_auth import (
+    ASSERTION_TYPE,
+    SigningKey,
+    basic_credentials,
+    client_assertion,
+    read_secret,
+    signing_key,
+)
 from ._client_cache import TokenCache
 from ._client_config import (
     AuthMethod,
     CertificatePair,
     certificate_context,
-    read_secret,
     require,
     scope_names,
     settings,
@@ -52,7 +58,6 @@ from ._token_answer import (
     Issued,
     Redactor,
     TokenRequestError,
-    basic_credentials,
     client_refused,
     request_redactor,
     transient_reason,
@@ -138,7 +143,7 @@ class ClientCredentials(httpx.Auth):
         clock: Callable[[], float] = time.monotonic,
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
-        private_key: SigningKey | None = None,
+        private_key: SigningKey | str | bytes | None = None,
         dpop_key: PrivateKey | bool = False,
     ) -> None:
         require(callable(clock), "clock must be a callable returning seconds")

@@ -18,6 +18,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ._client_auth import read_secret
+
 AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 _AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 
@@ -179,19 +181,6 @@ def scope_names(scopes: str | Iterable[str]) -> tuple[str, ...]:
         "scopes must be names without whitespace",
     )
     return names
-
-
-def read_secret(path: str) -> str:
-    """The secret in ``path``, without the line end an editor or ``kubectl`` may leave."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            secret = file.read().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"client_secret_file {path} cannot be read ({type(error).__name__})"
-        ) from None
-    require(secret != "", f"client_secret_file {path} is empty")
-    return secret
 
 
 def certificate_context(

@@ -8,24 +8,26 @@ reads the cached answer. The answer is cached per token for ``min(cache_ttl, tim
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
+import os
 import re
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
+from ._client_auth import (
+    ASSERTION_TYPE,
+    basic_credentials,
+    client_assertion,
+    read_secret,
+    signing_key,
+)
 from ._errors import IntrospectionUnavailable, TokenRevoked
 from ._token_cache import token_key
 
@@ -46,7 +48,6 @@ When: TypeAlias = Literal["always", "on_request"]
 _log = logging.getLogger("keycloak_m2m.introspection")
 # Keycloak's path under the realm: the key set lives at .../protocol/openid-connect/certs.
 INTROSPECTION_PATH: Final = "/protocol/openid-connect/token/introspect"
-_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # How long a failed introspection stands for every check of that token: the concurrent checks
 # that waited for it share it, and a token checked a thousand times a second while the endpoint
 # is down costs it one request a second, not a thousand.
@@ -101,11 +102,10 @@ class Introspection:
                 "client_secret must be a non-empty string",
             )
         if self.client_secret_file is not None:
-            secret = Path(self.client_secret_file).read_text(encoding="utf-8").strip()
-            _require(secret != "", "client_secret_file is empty")
+            secret = read_secret(os.fspath(self.client_secret_file))
             object.__setattr__(self, "client_secret", secret)
         if self.private_key is not None:
-            object.__setattr__(self, "private_key", _signing_key(self.private_key))
+            object.__setattr__(self, "private_key", signing_key(self.private_key).key)
         _require(
             self.endpoint is None or _is_http_url(self.endpoint),
             "endpoint must be an absolute http(s) URL",
@@ -161,6 +161,7 @@ class IntrospectionClient:
         self.config = config
         self.endpoint = endpoint
         self._issuer = issuer
+        self._signer = None if config.private_key is None else signing_key(config.private_key)
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self.requests = 0  # sent, for tests and metrics
 
@@ -199,15 +200,17 @@ class IntrospectionClient:
         config = self.config
         form = {"token": token, "token_type_hint": "access_token"}
         headers: dict[str, str] = {}
-        if config.private_key is not None:
+        if self._signer is not None:
             form["client_id"] = config.client_id
-            form["client_assertion_type"] = _ASSERTION_TYPE
-            form["client_assertion"] = self._assertion()
+            form["client_assertion_type"] = ASSERTION_TYPE
+            # The wall clock: the realm checks the assertion's times against its own.
+            form["client_assertion"] = client_assertion(
+                self._signer, config.client_id, self._issuer, time.time()
+            )
         else:
             assert config.client_secret is not None
-            # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
-            pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+            credentials = basic_credentials(config.client_id, config.client_secret)
+            headers["Authorization"] = f"Basic {credentials}"
         return form, headers
 
     def record(
@@ -244,19 +247,6 @@ class IntrospectionClient:
             except KeyError:  # emptied by another thread meanwhile
                 pass
         return entry
-
-    def _assertion(self) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.config.client_id,
-            "sub": self.config.client_id,
-            "aud": self._issuer,
-            "jti": str(uuid.uuid4()),
-            "iat": now,
-            "exp": now + 60,
-        }
-        key = self.config.private_key
-        return jwt.encode(claims, key, algorithm=_algorithm_for(key))
 
 
 def endpoint_for(config: Introspection, jwks_url: str, certs_path: str) -> str:
@@ -314,29 +304,3 @@ def _require(condition: bool, message: str) -> None:
 def _is_http_url(url: object) -> bool:
     parts = urlsplit(url) if isinstance(url, str) else None
     return parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-_CURVE_ALGORITHMS: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-
-
-def _signing_key(key: object) -> PrivateKey:
-    if isinstance(key, (str, bytes)):
-        try:
-            key = load_pem_private_key(key.encode() if isinstance(key, str) else key, None)
-        except (ValueError, TypeError):
-            raise ValueError("private_key is not an unencrypted PEM private key") from None
-    _require(
-        isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey))
-        or (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVE_ALGORITHMS),
-        "private_key must be an RSA, EC (P-256/384/521) or Ed25519 private key, or its PEM",
-    )
-    return key  # type: ignore[return-value]
-
-
-def _algorithm_for(key: PrivateKey) -> str:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return "RS256"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return _CURVE_ALGORITHMS[key.curve.name]
-    return "EdDSA"

@@ -7,7 +7,6 @@ the request and its credentials.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
+from ._client_auth import basic_credentials
 from ._client_config import is_number
 
 _log = logging.getLogger(__name__)
@@ -161,12 +161,6 @@ def request_redactor(client_id: str, secret: str, sent: tuple[str, ...]) -> Reda
 def _sent_forms(text: str) -> tuple[str, str, str]:
     """A value as it travels in a form: raw, and form-encoded with a space as + or as %20."""
     return text, quote_plus(text), quote(text, safe="")
-
-
-def basic_credentials(client_id: str, secret: str) -> str:
-    # RFC 6749 2.3.1: each half is form-urlencoded before the two are joined.
-    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}"
-    return base64.b64encode(pair.encode()).decode("ascii")
 
 
 def oauth_error(response: httpx.Response, redact: Redactor) -> tuple[str | None, str | None]:

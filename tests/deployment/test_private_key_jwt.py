@@ -23,7 +23,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from keycloak_m2m import ClientCredentials, TokenRequestError, TokenValidator
@@ -37,14 +37,22 @@ from .servers import forward_proxy
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
-KEYS = {"RS256": RSA_KEY, "ES256": EC_KEY}
+# Every kind Keycloak's Signed JWT authenticator verifies: one rule, in _client_auth, decides for
+# ClientCredentials and for Introspection alike.
+KEYS = {
+    "RS256": RSA_KEY,
+    "ES256": EC_KEY,
+    "ES384": ec.generate_private_key(ec.SECP384R1()),
+    "ES512": ec.generate_private_key(ec.SECP521R1()),
+    "EdDSA": ed25519.Ed25519PrivateKey.generate(),
+}
 SECRET_CLIENT = "billing-api"
 GENERIC_REFUSAL = "Invalid client or Invalid client credentials"
 SIGNATURE_FAILED = (
     "Client authentication with signed JWT failed: Signature on JWT token failed validation"
 )
 
-Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +80,15 @@ def signing(realm: LocalRealm, key: Key, **options: Any) -> ClientCredentials:
     )
 
 
+def algorithm_of(key: Key) -> str:
+    """The JWS algorithm Keycloak verifies a key's assertion with."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    return {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}[key.curve.name]
+
+
 def segment(part: str) -> dict[str, Any]:
     decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=="))
     return decoded
@@ -97,8 +114,7 @@ def test_the_assertion_is_shaped_as_keycloak_expects(realm: LocalRealm, key: Key
 
     (assertion,) = sent_assertions(proxy.bodies)
     header, claims = (segment(part) for part in assertion.split(".")[:2])
-    expected_alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
-    assert header == {"alg": expected_alg, "typ": "JWT", "kid": keycloak_kid(key.public_key())}
+    assert header == {"alg": algorithm_of(key), "typ": "JWT", "kid": keycloak_kid(key.public_key())}
     assert claims["iss"] == claims["sub"] == CLIENT
     assert claims["aud"] == realm.token_url
     assert claims["exp"] - claims["iat"] == 60
@@ -278,7 +294,7 @@ def assertion(
     for name in remove:
         payload.pop(name)
     if algorithm is None:
-        algorithm = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
+        algorithm = algorithm_of(key)
     kid = {"kid": keycloak_kid(key.public_key())}
     return jwt.encode(payload, key, algorithm, headers={**kid, **(header or {})})
 
@@ -428,8 +444,9 @@ def another_key(realm: LocalRealm, key: Key) -> str:
 
 
 def another_key_type(realm: LocalRealm, key: Key) -> str:
-    # RS256 for an EC key and ES256 for an RSA key: the alg must fit the registered key.
-    return under_registered_kid(realm, key, RSA_KEY if key is EC_KEY else EC_KEY)
+    # RS256 for an EC or Ed25519 key and ES256 for an RSA key: the alg must fit the registered
+    # key.
+    return under_registered_kid(realm, key, EC_KEY if key is RSA_KEY else RSA_KEY)
 
 
 @pytest.mark.parametrize("make", [tampered, another_key, another_key_type])
@@ -528,9 +545,17 @@ def test_introspection_takes_assertions_too(realm: LocalRealm, key: Key) -> None
         (
             {
                 "auth_method": "private_key_jwt",
-                "private_key": ec.generate_private_key(ec.SECP384R1()),
+                "private_key": ec.generate_private_key(ec.SECP256K1()),
             },
-            "RSA or a P-256",
+            r"RSA \(2048 bits or more\), EC \(P-256, P-384, P-521\) or Ed25519",
+        ),
+        (
+            {"auth_method": "private_key_jwt", "private_key": ed448.Ed448PrivateKey.generate()},
+            "or Ed25519 private key",
+        ),
+        (
+            {"auth_method": "private_key_jwt", "private_key": "-----BEGIN PRIVATE KEY-----"},
+            "not an unencrypted PEM private key",
         ),
         ({"auth_method": "client_secret_jwt", "client_secret": "s"}, "auth_method must be"),
     ],
