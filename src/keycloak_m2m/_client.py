@@ -43,15 +43,14 @@ from ._client_config import (
     AuthMethod,
     CertificatePair,
     certificate_context,
-    require,
     scope_names,
     settings,
-    text,
 )
 from ._client_dpop import DPoPKey, DPoPSession, PrivateKey
 from ._environment import client_settings
 from ._http import Connection, run_blocking
 from ._locks import LoopLocks, shared
+from ._options import require, text
 from ._steady import steady_clock
 from ._token_answer import (
     Endpoint,

@@ -6,19 +6,19 @@ in frozen dataclasses the flows read.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import re
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias, TypeGuard, get_args
-from urllib.parse import quote, urlsplit
+from typing import Literal, TypeAlias, get_args
+from urllib.parse import quote
 
 import httpx
 
 from ._client_auth import read_secret
+from ._options import http_url, is_number, require, text
 
 AuthMethod: TypeAlias = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 _AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
@@ -131,30 +131,6 @@ def _secret(
     return None if client_secret is None else text("client_secret", client_secret)
 
 
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def is_number(value: object) -> TypeGuard[float]:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
-
-
-def text(option: str, value: object) -> str:
-    require(isinstance(value, str) and value != "", f"{option} must be a non-empty string")
-    assert isinstance(value, str)
-    return value
-
-
-def _http_url(option: str, url: str) -> str:
-    parts = urlsplit(url)
-    require(
-        parts.scheme in ("http", "https") and bool(parts.netloc),
-        f"{option} must be an absolute http(s) URL",
-    )
-    return url
-
-
 def _token_url(
     token_url: str | None, keycloak_url: str | None, realm: str | None, legacy_auth_prefix: bool
 ) -> str:
@@ -163,12 +139,12 @@ def _token_url(
             keycloak_url is None and realm is None,
             "give token_url or keycloak_url and realm, not both",
         )
-        return _http_url("token_url", text("token_url", token_url))
+        return http_url("token_url", text("token_url", token_url))
     require(
         keycloak_url is not None and realm is not None,
         "give token_url, or keycloak_url and realm",
     )
-    base = _http_url("keycloak_url", text("keycloak_url", keycloak_url)).rstrip("/")
+    base = http_url("keycloak_url", text("keycloak_url", keycloak_url)).rstrip("/")
     prefix = "/auth" if legacy_auth_prefix else ""
     return f"{base}{prefix}/realms/{quote(text('realm', realm), safe='')}{_TOKEN_PATH}"
 

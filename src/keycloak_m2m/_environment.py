@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from ._options import is_http_url
+
 __all__ = ["client_settings", "validator_settings"]
 
 _CERTS_PATH: Final = "/protocol/openid-connect/certs"
@@ -98,10 +100,9 @@ class _Environment:
 
     def base_url(self, name: str) -> str:
         value = self.get(name)
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if not is_http_url(value):
             raise ValueError(f"{name} must be an absolute http(s) URL, e.g. http://keycloak:8080")
-        if "/realms/" in parts.path + "/":
+        if "/realms/" in urlsplit(value).path + "/":
             raise ValueError(
                 f"{name} must be Keycloak's base URL without /realms/...: "
                 "name the realm in KEYCLOAK_REALM"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -19,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
-from urllib.parse import urlsplit
 
 from ._client_auth import (
     ASSERTION_TYPE,
@@ -29,6 +27,7 @@ from ._client_auth import (
     signing_key,
 )
 from ._errors import IntrospectionUnavailable, TokenRevoked
+from ._options import is_http_url, is_number, require
 from ._token_cache import token_key
 
 __all__ = [
@@ -83,7 +82,7 @@ class Introspection:
     when: When = "always"
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             isinstance(self.client_id, str) and self.client_id != "",
             "client_id must be a non-empty string",
         )
@@ -92,12 +91,12 @@ class Introspection:
             for name in ("client_secret", "private_key", "client_secret_file")
             if getattr(self, name) is not None
         ]
-        _require(
+        require(
             len(given) == 1,
             "give one of client_secret, client_secret_file and private_key",
         )
         if self.client_secret is not None:
-            _require(
+            require(
                 isinstance(self.client_secret, str) and self.client_secret != "",
                 "client_secret must be a non-empty string",
             )
@@ -106,18 +105,18 @@ class Introspection:
             object.__setattr__(self, "client_secret", secret)
         if self.private_key is not None:
             object.__setattr__(self, "private_key", signing_key(self.private_key).key)
-        _require(
-            self.endpoint is None or _is_http_url(self.endpoint),
+        require(
+            self.endpoint is None or is_http_url(self.endpoint),
             "endpoint must be an absolute http(s) URL",
         )
         for name in ("cache_ttl", "timeout"):
             value = getattr(self, name)
-            _require(
-                type(value) in (int, float) and math.isfinite(value) and value > 0,
+            require(
+                is_number(value) and value > 0,
                 f"{name} must be a number > 0",
             )
-        _require(self.on_failure in ("refuse", "accept"), "on_failure must be refuse or accept")
-        _require(self.when in ("always", "on_request"), "when must be always or on_request")
+        require(self.on_failure in ("refuse", "accept"), "on_failure must be refuse or accept")
+        require(self.when in ("always", "on_request"), "when must be always or on_request")
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -253,7 +252,7 @@ def endpoint_for(config: Introspection, jwks_url: str, certs_path: str) -> str:
     """The endpoint given, else Keycloak's beside the key set (``.../protocol/openid-connect``)."""
     if config.endpoint is not None:
         return config.endpoint
-    _require(
+    require(
         jwks_url.endswith(certs_path),
         "Introspection(endpoint=...) is needed when the key set is not at Keycloak's path",
     )
@@ -291,16 +290,3 @@ def _active_claims(body: bytes) -> dict[str, Any] | str | None:
     if type(active) is not bool:
         return "no boolean active member"
     return answer if active else None
-
-
-# --- configuration helpers ---------------------------------------------------------------------
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_http_url(url: object) -> bool:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    return parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)

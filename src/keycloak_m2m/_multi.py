@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 from ._binding import ClientCertificate
 from ._errors import InvalidIssuer
 from ._jose import JsonParser, decode_json_object, split_token
+from ._options import http_url
 from ._principal import Principal
 from ._token_cache import raw_token
 from ._validator import DPoPMode, TokenValidator
@@ -63,10 +64,8 @@ class MultiIssuerValidator:
     ) -> MultiIssuerValidator:
         """One validator per realm of one Keycloak: issuer ``<keycloak_url>/realms/<realm>``
         (put ``/auth`` in ``keycloak_url`` for Keycloak before 17); ``options`` go to each."""
-        parts = urlsplit(keycloak_url) if isinstance(keycloak_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("keycloak_url must be an absolute http(s) URL")
-        if "/realms/" in parts.path + "/":
+        http_url("keycloak_url", keycloak_url)
+        if "/realms/" in urlsplit(keycloak_url).path + "/":
             raise ValueError("keycloak_url must be Keycloak's base URL, without /realms/...")
         names = (realms,) if isinstance(realms, str) else tuple(realms)
         if not names or not all(isinstance(name, str) and name for name in names):

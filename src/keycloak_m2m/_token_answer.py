@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from ._client_auth import basic_credentials
-from ._client_config import is_number
+from ._options import is_number
 
 _log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ attempt, a plain call. The two drivers are the only code with locks and network 
 from __future__ import annotations
 
 import json
-import math
 import os
 import ssl
 import threading
@@ -47,6 +46,7 @@ from ._jose import (
 )
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
+from ._options import http_url, is_number, require
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._steady import steady_clock
@@ -126,47 +126,47 @@ class TokenValidator:
         dpop_nonce: bool = False,
         dpop_nonce_secret: bytes | None = None,
     ) -> None:
-        _require(isinstance(issuer, str) and issuer != "", "issuer must be a non-empty string")
+        require(isinstance(issuer, str) and issuer != "", "issuer must be a non-empty string")
         audiences = _names("audience", audience)
-        _require(bool(audiences), "audience must name at least one audience")
-        _require(profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}")
+        require(bool(audiences), "audience must name at least one audience")
+        require(profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}")
         allowed_algorithms = _allowed_algorithms(algorithms)
         for name, value in (
             ("leeway", leeway),
             ("jwks_refetch_interval", jwks_refetch_interval),
             ("jwks_max_stale", jwks_max_stale),
         ):
-            _require(_is_number(value) and value >= 0, f"{name} must be a number >= 0")
+            require(is_number(value) and value >= 0, f"{name} must be a number >= 0")
         for name, value in (("jwks_ttl", jwks_ttl), ("jwks_timeout", jwks_timeout)):
-            _require(_is_number(value) and value > 0, f"{name} must be a number > 0")
+            require(is_number(value) and value > 0, f"{name} must be a number > 0")
         for name, count in (("max_token_size", max_token_size), ("jwks_max_bytes", jwks_max_bytes)):
-            _require(_is_count(count) and count > 0, f"{name} must be an integer > 0")
+            require(_is_count(count) and count > 0, f"{name} must be an integer > 0")
         for name, count in (
             ("token_cache_size", token_cache_size),
             ("token_cache_bytes", token_cache_bytes),
         ):
-            _require(_is_count(count) and count >= 0, f"{name} must be an integer >= 0")
-        _require(callable(clock), "clock must be a callable returning the time in seconds")
-        _require(
+            require(_is_count(count) and count >= 0, f"{name} must be an integer >= 0")
+        require(callable(clock), "clock must be a callable returning the time in seconds")
+        require(
             certificate_bound in ("allowed", "required"),
             "certificate_bound must be allowed or required",
         )
-        _require(
+        require(
             introspection is None or isinstance(introspection, Introspection),
             "introspection must be an Introspection",
         )
-        _require(dpop in _DPOP_MODES, f"dpop must be one of {', '.join(_DPOP_MODES)}")
-        _require(_is_number(dpop_max_age) and dpop_max_age > 0, "dpop_max_age must be a number > 0")
-        _require(
+        require(dpop in _DPOP_MODES, f"dpop must be one of {', '.join(_DPOP_MODES)}")
+        require(is_number(dpop_max_age) and dpop_max_age > 0, "dpop_max_age must be a number > 0")
+        require(
             replay_cache is None or isinstance(replay_cache, ReplayCache),
             "replay_cache must have first_use and first_use_async (a ReplayCache)",
         )
-        _require(
+        require(
             dpop_nonce_secret is None
             or (isinstance(dpop_nonce_secret, bytes) and len(dpop_nonce_secret) >= 16),
             "dpop_nonce_secret must be at least 16 bytes",
         )
-        _require(dpop_nonce or dpop_nonce_secret is None, "dpop_nonce_secret needs dpop_nonce")
+        require(dpop_nonce or dpop_nonce_secret is None, "dpop_nonce_secret needs dpop_nonce")
 
         self._jwks_url = _key_set_url(issuer, jwks_url, keycloak_url)
         self._policy = ClaimPolicy(
@@ -519,72 +519,54 @@ class TokenValidator:
 # --- configuration helpers ---------------------------------------------------------------------
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_number(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
-
-
 def _is_count(value: object) -> bool:
     return type(value) is int
 
 
 def _names(option: str, value: str | Iterable[str]) -> frozenset[str]:
     names = (value,) if isinstance(value, str) else tuple(value)
-    _require(all(isinstance(name, str) and name for name in names), f"{option} must be strings")
+    require(all(isinstance(name, str) and name for name in names), f"{option} must be strings")
     return frozenset(names)
 
 
 def _allowed_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
     chosen = frozenset((algorithms,) if isinstance(algorithms, str) else algorithms)
     refused = chosen - ASYMMETRIC_ALGORITHMS
-    _require(
+    require(
         not refused,
         f"algorithms not allowed: {', '.join(sorted(map(str, refused)))}; "
         f"choose among {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}",
     )
-    _require(bool(chosen), "algorithms must name at least one algorithm")
+    require(bool(chosen), "algorithms must name at least one algorithm")
     return chosen
 
 
-def _http_url(option: str, url: str) -> str:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    _require(
-        parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc),
-        f"{option} must be an absolute http(s) URL",
-    )
-    return url
-
-
 def _key_set_url(issuer: str, jwks_url: str | None, keycloak_url: str | None) -> str:
-    _require(jwks_url is None or keycloak_url is None, "give jwks_url or keycloak_url, not both")
+    require(jwks_url is None or keycloak_url is None, "give jwks_url or keycloak_url, not both")
     if jwks_url is not None:
-        return _http_url("jwks_url", jwks_url)
+        return http_url("jwks_url", jwks_url)
     if keycloak_url is not None:
         # Keycloak reached on an internal address: same realm path (with any legacy /auth),
         # another base. The issuer stays the public one.
-        base = _http_url("keycloak_url", keycloak_url).rstrip("/")
+        base = http_url("keycloak_url", keycloak_url).rstrip("/")
         return base + urlsplit(issuer).path.rstrip("/") + _CERTS_PATH
-    return _http_url("issuer", issuer).rstrip("/") + _CERTS_PATH
+    return http_url("issuer", issuer).rstrip("/") + _CERTS_PATH
 
 
 def _discovery_policy(options: dict[str, Any]) -> FetchPolicy:
     """Discovery goes out as the key fetches will: same deadline, CAs and proxy."""
     timeout = options.get("jwks_timeout", 5.0)
-    _require(_is_number(timeout) and timeout > 0, "jwks_timeout must be a number > 0")
+    require(is_number(timeout) and timeout > 0, "jwks_timeout must be a number > 0")
     connection = Connection.create(options.get("verify", True), options.get("proxy"))
     return FetchPolicy(timeout=float(timeout), connection=connection)
 
 
 def _discovery_url(issuer: str) -> str:
-    return _http_url("issuer", issuer).rstrip("/") + _DISCOVERY_PATH
+    return http_url("issuer", issuer).rstrip("/") + _DISCOVERY_PATH
 
 
 def _jwks_uri_from(document: bytes | FetchFailure, issuer: str, options: dict[str, Any]) -> str:
-    _require(
+    require(
         "jwks_url" not in options and "keycloak_url" not in options,
         "from_discovery takes the key set URL from the discovery document",
     )
@@ -602,6 +584,6 @@ def _jwks_uri_from(document: bytes | FetchFailure, issuer: str, options: dict[st
     if not isinstance(jwks_uri, str):
         raise DiscoveryError("discovery document has no jwks_uri")
     try:
-        return _http_url("jwks_uri", jwks_uri)
+        return http_url("jwks_uri", jwks_uri)
     except ValueError as error:
         raise DiscoveryError(str(error)) from None

@@ -28,6 +28,7 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
     ) from missing
 
 from ._errors import ReplayCacheUnavailable
+from ._options import is_number, require
 
 __all__ = ["RedisReplayCache"]
 
@@ -58,8 +59,7 @@ class RedisReplayCache:
     ) -> None:
         if on_error not in ("refuse", "allow"):
             raise ValueError("on_error must be 'refuse' or 'allow'")
-        if not (type(timeout) in (int, float) and math.isfinite(timeout) and timeout > 0):
-            raise ValueError("timeout must be a number > 0")
+        require(is_number(timeout) and timeout > 0, "timeout must be a number > 0")
         self._on_error: OnError = on_error
         self._prefix = prefix
         self._url: str | None = None
