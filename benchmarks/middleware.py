@@ -5,6 +5,7 @@ Every server is a Starlette or FastAPI app with one endpoint, alone in a uvicorn
 requests, all carrying one valid service-account token from a local Keycloak-compatible realm.
 Rounds are interleaved across the servers so machine noise hits them alike; each server's result
 is its median over the rounds, and its ratio to the same framework without authentication.
+With two CPUs or more the servers run on one and wrk on another (``cpu_plan``).
 
     python benchmarks/middleware.py [--rounds N] [--requests N] [--quick] [--uninstrumented REV]
 
@@ -277,6 +278,10 @@ def serve(variant: str, issuer: str) -> None:
     """The server process: print the port, then serve until terminated."""
     import uvicorn
 
+    cpus = cpu_plan()
+    if cpus is not None:
+        os.sched_setaffinity(0, {cpus.server})
+
     framework = SERVERS[variant].framework
     if variant == "fastapi-middleware-sdk":
         configure_sdk()
@@ -334,6 +339,23 @@ def uvicorn_choices() -> tuple[Literal["httptools", "h11"], Literal["uvloop", "a
 
 
 # --- the driver -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cpus:
+    server: int
+    load: int
+
+
+def cpu_plan() -> Cpus | None:
+    """Every server on one CPU and wrk on another; None with fewer than two CPUs.
+
+    Left to the scheduler, wrk and the server it drives take turns on the same CPU some of the
+    time, and the ratios then measure the scheduler as much as the servers. The servers share
+    one CPU safely: rounds run one server at a time.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    return Cpus(server=cpus[0], load=cpus[1]) if len(cpus) >= 2 else None
 
 
 @contextmanager
@@ -409,6 +431,9 @@ def run_wrk(base_url: str, token: str, requests: int, script: Path) -> float:
     }
     # The duration only bounds a run that goes wrong; the FIXED line ends a normal one.
     command = ["wrk", "-t1", f"-c{CONNECTIONS}", "-d300s", "-s", str(script), base_url + "/hello"]
+    cpus = cpu_plan()
+    if cpus is not None:
+        command = ["taskset", "--cpu-list", str(cpus.load), *command]
     with subprocess.Popen(  # noqa: S603
         command, env=environment, stdout=subprocess.PIPE, text=True
     ) as wrk:
@@ -484,6 +509,12 @@ def print_header(settings: Settings) -> None:
     http, loop = uvicorn_choices()
     print(f"uvicorn: one worker, http={http}, loop={loop}, no access log")
     print(f"load: {wrk_version.stdout.split(' [')[0].strip()}, 1 thread, {CONNECTIONS} connections")
+    cpus = cpu_plan()
+    print(
+        "CPUs: shared, as the scheduler places them"
+        if cpus is None
+        else f"CPUs: every server on CPU {cpus.server}, wrk on CPU {cpus.load}"
+    )
     print(
         f"{settings.rounds} rounds of {settings.requests} requests per server, interleaved; "
         "median req/s; one valid RS256 token on every request"
