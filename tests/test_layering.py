@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(str(files("keycloak_m2m")))
 SANS_IO = (
     "_request", "_audit", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal",
-    "_binding", "_introspection", "_dpop", "_attempt", "_options", "_client_auth",
+    "_binding", "_introspection", "_dpop", "_attempt", "_options", "_client_auth", "_signing",
 )  # fmt: skip
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {

@@ -18,19 +18,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pybase64
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from jwt.utils import der_to_raw_signature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ._dpop import access_token_hash, jwk_thumbprint
+from ._signing import SigningKey, signer
 
 __all__ = ["DPoPKey", "DPoPSession", "PrivateKey"]
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PrivateKey: TypeAlias = SigningKey
 
-_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _EC_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-_EC_HASHES = {"ES256": hashes.SHA256(), "ES384": hashes.SHA384(), "ES512": hashes.SHA512()}
 _NONCE_ERROR = "use_dpop_nonce"
 
 
@@ -44,12 +41,13 @@ def _b64_int(value: int) -> str:
 
 class DPoPKey:
     """A private key and the proofs it signs: ES256/384/512 for EC keys, RS256 for RSA, EdDSA
-    for Ed25519. The header (type, algorithm, public key) is the same for every proof, so it
-    is encoded once."""
+    for Ed25519, the keys a client assertion may be signed with too (``_signing``). The header
+    (type, algorithm, public key) is the same for every proof, so it is encoded once."""
 
     def __init__(self, private_key: PrivateKey) -> None:
-        self._key = private_key
-        self.alg, self.public_jwk = _public_jwk(private_key)
+        self._signer = signer(private_key, "dpop_key")
+        self.alg = self._signer.algorithm
+        self.public_jwk = _public_jwk(self._signer.key)
         self.thumbprint = jwk_thumbprint(self.public_jwk)
         header = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public_jwk}
         self._header = _b64(json.dumps(header, separators=(",", ":")).encode())
@@ -84,38 +82,24 @@ class DPoPKey:
             claims["nonce"] = nonce
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = f"{self._header}.{payload}".encode("ascii")
-        return f"{self._header}.{payload}.{_b64(self._sign(signing_input))}"
-
-    def _sign(self, data: bytes) -> bytes:
-        key = self._key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            der = key.sign(data, ec.ECDSA(_EC_HASHES[self.alg]))
-            return der_to_raw_signature(der, key.curve)
-        if isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        return key.sign(data)
+        return f"{self._header}.{payload}.{_b64(self._signer.sign(signing_input))}"
 
 
-def _public_jwk(key: object) -> tuple[str, dict[str, str]]:
+def _public_jwk(key: SigningKey) -> dict[str, str]:
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        curve = key.curve.name
-        if curve not in _EC_ALGORITHMS:
-            raise ValueError(f"unsupported EC curve for DPoP: {curve}")
         numbers = key.public_key().public_numbers()
         size = (key.curve.key_size + 7) // 8
-        return _EC_ALGORITHMS[curve], {
+        return {
             "kty": "EC",
-            "crv": _EC_CURVE_NAMES[curve],
+            "crv": _EC_CURVE_NAMES[key.curve.name],
             "x": _b64(numbers.x.to_bytes(size, "big")),
             "y": _b64(numbers.y.to_bytes(size, "big")),
         }
     if isinstance(key, rsa.RSAPrivateKey):
         public = key.public_key().public_numbers()
-        return "RS256", {"kty": "RSA", "e": _b64_int(public.e), "n": _b64_int(public.n)}
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        raw = key.public_key().public_bytes_raw()
-        return "EdDSA", {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-    raise TypeError("dpop_key must be an EC (P-256/384/521), RSA or Ed25519 private key, or True")
+        return {"kty": "RSA", "e": _b64_int(public.e), "n": _b64_int(public.n)}
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(key.public_key().public_bytes_raw())}
 
 
 def htu_of(url: str) -> str:

@@ -104,7 +104,7 @@ class Introspection:
             secret = read_secret(os.fspath(self.client_secret_file))
             object.__setattr__(self, "client_secret", secret)
         if self.private_key is not None:
-            object.__setattr__(self, "private_key", signing_key(self.private_key).key)
+            object.__setattr__(self, "private_key", signing_key(self.private_key).signer.key)
         require(
             self.endpoint is None or is_http_url(self.endpoint),
             "endpoint must be an absolute http(s) URL",

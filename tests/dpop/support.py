@@ -26,7 +26,7 @@ def new_key() -> DPoPKey:
 
 
 def private_jwk(key: DPoPKey) -> dict[str, Any]:
-    numbers = key._key.private_numbers()  # type: ignore[union-attr]
+    numbers = key._signer.key.private_numbers()  # type: ignore[union-attr]
     d = b64(numbers.private_value.to_bytes(32, "big")).decode()
     return {**key.public_jwk, "d": d}
 
@@ -67,6 +67,6 @@ def proof(
         json.dumps(members).encode(),
         json.dumps(payload).encode(),
         alg or key.alg,
-        signing_key if signing_key is not None else key._key,
+        signing_key if signing_key is not None else key._signer.key,
         signature,
     )
