@@ -10,8 +10,6 @@ secret, ``iss`` other than ``sub``) gets the generic 401 ``invalid_client``; any
 
 from __future__ import annotations
 
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -24,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from ._keys import (
     SUPPORTED_ALGORITHMS,
     PublicKey,
-    decoded_segment,
     keycloak_kid,
+    read_jws,
     signature_valid,
     verifying_key,
 )
@@ -181,16 +179,10 @@ def _assertion_parameter(form: Mapping[str, str]) -> str:
 def _parsed(assertion: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """Header, claims, signing input and signature of a compact JWS whose time claims are
     integers; 400 otherwise (Keycloak fails to read it)."""
-    try:
-        header_segment, payload_segment, signature_segment = assertion.split(".")
-        header = json.loads(decoded_segment(header_segment))
-        claims = json.loads(decoded_segment(payload_segment))
-        signature = decoded_segment(signature_segment)
-    except (ValueError, binascii.Error):
-        header = claims = None
-    if not isinstance(header, dict) or not isinstance(claims, dict) or not _well_typed(claims):
+    parts = read_jws(assertion)
+    if parts is None or not _well_typed(parts[1]):
         raise _refused("Client authentication with signed JWT failed: Failed to read the JWT")
-    return header, claims, f"{header_segment}.{payload_segment}".encode("ascii"), signature
+    return parts
 
 
 def _well_typed(claims: Mapping[str, Any]) -> bool:

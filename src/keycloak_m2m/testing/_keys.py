@@ -374,9 +374,9 @@ def signed_by_realm(key: Key, claims: Mapping[str, Any]) -> str:
     return compact_jws(header, payload, lambda data: sign(data, key.algorithm, key.private_key))
 
 
-def verified_payload(token: str, key_named: Callable[[str], Key | None]) -> dict[str, Any] | None:
-    """The payload of ``token`` if a published signing key (by its header's kid and alg) signed
-    it; None otherwise. Only the signature: time and issuer are the caller's to check."""
+def read_jws(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes] | None:
+    """Header, payload, signing input and signature of a compact JWS whose header and payload
+    are JSON objects; None for anything else."""
     try:
         header_segment, payload_segment, signature_segment = token.split(".")
         header = json.loads(decoded_segment(header_segment))
@@ -386,10 +386,19 @@ def verified_payload(token: str, key_named: Callable[[str], Key | None]) -> dict
         return None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         return None
+    return header, payload, f"{header_segment}.{payload_segment}".encode("ascii"), signature
+
+
+def verified_payload(token: str, key_named: Callable[[str], Key | None]) -> dict[str, Any] | None:
+    """The payload of ``token`` if a published signing key (by its header's kid and alg) signed
+    it; None otherwise. Only the signature: time and issuer are the caller's to check."""
+    parts = read_jws(token)
+    if parts is None:
+        return None
+    header, payload, signing_input, signature = parts
     key = key_named(str(header.get("kid")))
     if key is None or key.use != "sig" or header.get("alg") != key.algorithm:
         return None
-    signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     verifier = _JWS_SIGNERS[key.algorithm]
     if not verifier.verify(signing_input, key.private_key.public_key(), signature):
         return None
