@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -839,6 +839,37 @@ def test_heal_keys_ends_the_delay_for_new_requests(realm: LocalRealm, http: http
         pending_after_prompt = not delayed.done()
         assert delayed.result() == prompt
     assert pending_after_prompt
+
+
+def arrived_keys_request(
+    pool: ThreadPoolExecutor, realm: LocalRealm, http: httpx.Client
+) -> Future[list[dict[str, Any]]]:
+    """A key-set request made from ``pool``, once the realm has received it."""
+    request = pool.submit(jwks, realm, http)
+    while realm.request_count("certs") == 0:
+        time.sleep(0.01)
+    return request
+
+
+def test_hold_keys_answers_once_released(realm: LocalRealm, http: httpx.Client) -> None:
+    release = realm.hold_keys()
+    with ThreadPoolExecutor(1) as pool:
+        held = arrived_keys_request(pool, realm, http)
+        answered_before_release = held.done()
+        release.set()
+        keys = held.result()
+    assert not answered_before_release
+    assert realm.active_kid in {key["kid"] for key in keys}
+
+
+def test_heal_keys_lets_a_held_request_go(realm: LocalRealm, http: httpx.Client) -> None:
+    release = realm.hold_keys()
+    with ThreadPoolExecutor(1) as pool:
+        held = arrived_keys_request(pool, realm, http)
+        realm.heal_keys()
+        keys = held.result()
+    assert release.is_set()
+    assert realm.active_kid in {key["kid"] for key in keys}
 
 
 def test_slow_keys_times_out_a_client(realm: LocalRealm) -> None:

@@ -67,7 +67,6 @@ async def _rotate_under_traffic(
 ) -> None:
     start = time.monotonic()
     await asyncio.sleep(0.05)  # the traffic is flowing
-    realm.slow_keys(0.2)  # each refetch is in flight while callers pile up behind it
     for rotation in range(1, rotations + 1):
         clock.advance(31)  # past the refetch interval since the last fetch
         await asyncio.to_thread(realm.rotate_keys)
@@ -88,25 +87,39 @@ async def _rotate_under_traffic(
 async def test_rotation_under_200_concurrent_tasks_refuses_no_valid_token(
     realm: LocalRealm, make_validator: MakeValidator, clock: FakeClock
 ) -> None:
-    validator = make_validator(token_cache_size=0)
+    # The fetch's own deadline is the only way the held refetch could end but the ticker: a
+    # generous one, so a loaded machine cannot end it first.
+    validator = make_validator(token_cache_size=0, jwks_timeout=DEADLINE / 2)
     traffic = Traffic(realm)
     await validator.validate_async(traffic.tokens[0])
-    # While the refetch for the new key is held by the realm: asked, and no new-key token passed.
+    # The refetch for the new key is held until the event loop has run PROGRESS ticks while it
+    # was in flight (asked, and no new-key token passed): if the fetch blocked the loop, it could
+    # only end by its deadline, refusing the new key's tokens.
+    release = realm.hold_keys()
     ticker = Ticker(
         during=lambda: (
             realm.request_count("certs") == 2 and traffic.validated_per_generation[-1] == 0
         )
     )
+
+    async def release_once_the_loop_ran() -> None:
+        while ticker.ticks < PROGRESS:
+            await asyncio.sleep(0.01)
+        release.set()
+
     ticking = asyncio.create_task(ticker.run())
+    releasing = asyncio.create_task(release_once_the_loop_ran())
     await asyncio.gather(
         _rotate_under_traffic(realm, clock, traffic, rotations=1),
         *(_caller_task(validator, traffic) for _ in range(200)),
     )
     ticking.cancel()
+    releasing.cancel()
     assert traffic.failures == []
     assert min(traffic.validated_per_generation) >= 50
     assert realm.request_count("certs") == 2  # the warm-up, and one fetch for the new key
-    assert ticker.ticks >= PROGRESS  # the loop kept running through the slow refetch
+    assert release.is_set()  # by the loop's progress, not by the fetch's deadline
+    assert ticker.ticks >= PROGRESS
 
 
 async def test_three_rotations_under_200_concurrent_tasks_cost_one_fetch_each(
@@ -115,6 +128,7 @@ async def test_three_rotations_under_200_concurrent_tasks_cost_one_fetch_each(
     validator = make_validator()  # with the verified-token cache this time
     traffic = Traffic(realm)
     await validator.validate_async(traffic.tokens[0])
+    realm.slow_keys(0.2)  # each refetch is in flight while callers pile up behind it
     await asyncio.gather(
         _rotate_under_traffic(realm, clock, traffic, rotations=3),
         *(_caller_task(validator, traffic) for _ in range(200)),

@@ -22,6 +22,8 @@ class Fault:
     delay: float = 0.0
     # None: answer normally once the delay is over.
     response: Response | None = None
+    # Set: no answer before it is set (by the test, heal_keys() or stop()).
+    release: threading.Event | None = None
 
 
 class FaultInjection:
@@ -50,6 +52,14 @@ class FaultInjection:
     def slow_keys(self, delay: float) -> None:
         """Serve the real keys, but only after ``delay`` seconds, until ``heal_keys()``."""
         self._set_fault("certs", Fault(_check_delay(delay)))
+
+    def hold_keys(self) -> threading.Event:
+        """Hold every certs request until the returned event is set (or ``heal_keys()``), then
+        serve the real keys: for a test that must see what happens while a fetch is in flight
+        without betting on how long that takes."""
+        release = threading.Event()
+        self._set_fault("certs", Fault(release=release))
+        return release
 
     def redirect_keys(self, location: str, *, status: int = 302) -> None:
         """Answer the certs endpoint with a redirect to ``location`` until ``heal_keys()``."""
@@ -109,10 +119,17 @@ class FaultInjection:
 
     def _set_fault(self, endpoint: FaultyEndpoint, fault: Fault | None) -> None:
         with self._lock:
-            if fault is None:
-                self._faults.pop(endpoint, None)
-            else:
+            replaced = self._faults.pop(endpoint, None)
+            if fault is not None:
                 self._faults[endpoint] = fault
+        if replaced is not None and replaced.release is not None:
+            replaced.release.set()  # no request stays held by a fault that is gone
+
+    def _release_held(self) -> None:
+        with self._lock:
+            releases = [fault.release for fault in self._faults.values() if fault.release]
+        for release in releases:
+            release.set()
 
     # -- counting -----------------------------------------------------------------------------
 

@@ -160,6 +160,7 @@ class LocalRealm(FaultInjection):
         if server is None:
             return
         self._stopping.set()
+        self._release_held()
         server.close()
         self._keys.retire()
         if self._tls is not None:
@@ -552,6 +553,8 @@ class LocalRealm(FaultInjection):
             if fault.delay > 0:
                 # Sleeps only this request's thread; stop() cuts it short.
                 self._stopping.wait(fault.delay)
+            if fault.release is not None:
+                fault.release.wait()  # stop() sets it too
             if fault.response is not None:
                 return fault.response
         return HANDLERS[endpoint](self, request)
