@@ -32,7 +32,6 @@ import httpx
 from . import _telemetry
 from ._client_auth import (
     ASSERTION_TYPE,
-    SigningKey,
     basic_credentials,
     client_assertion,
     read_secret,
@@ -46,11 +45,12 @@ from ._client_config import (
     scope_names,
     settings,
 )
-from ._client_dpop import DPoPKey, DPoPSession, PrivateKey
+from ._client_dpop import DPoPKey, DPoPSession
 from ._environment import client_settings
 from ._http import Connection, run_blocking
 from ._locks import LoopLocks, shared
 from ._options import require, text
+from ._signing import SigningKey
 from ._steady import steady_clock
 from ._token_answer import (
     Endpoint,
@@ -143,7 +143,7 @@ class ClientCredentials(httpx.Auth):
         verify: bool | str | ssl.SSLContext = True,
         proxy: str | None = None,
         private_key: SigningKey | str | bytes | None = None,
-        dpop_key: PrivateKey | bool = False,
+        dpop_key: SigningKey | bool = False,
     ) -> None:
         require(callable(clock), "clock must be a callable returning seconds")
         self._settings = settings(
@@ -166,7 +166,6 @@ class ClientCredentials(httpx.Auth):
             max_backoff=max_backoff,
         )
         self._signer = None if private_key is None else signing_key(private_key)
-        self._endpoint = Endpoint(self._settings.token_url, self._settings.client_id)
         self._connection = Connection.create(verify, proxy)
         # Renewal is a matter of elapsed time, which a clock stepping back must not stretch.
         self._clock = steady_clock(clock)
@@ -211,6 +210,10 @@ class ClientCredentials(httpx.Auth):
     @property
     def token_url(self) -> str:
         return self._settings.token_url
+
+    @property
+    def _endpoint(self) -> Endpoint:
+        return Endpoint(self.token_url, self.client_id)
 
     def __repr__(self) -> str:
         return f"ClientCredentials(client_id={self.client_id!r}, token_url={self.token_url!r})"
@@ -541,7 +544,7 @@ class ClientCredentials(httpx.Auth):
         return request_redactor(settings.client_id, settings.client_secret or "", sent)
 
 
-def _dpop_session(dpop_key: PrivateKey | bool) -> DPoPSession | None:
+def _dpop_session(dpop_key: SigningKey | bool) -> DPoPSession | None:
     if dpop_key is False:
         return None
     return DPoPSession(DPoPKey.generate() if dpop_key is True else DPoPKey(dpop_key))

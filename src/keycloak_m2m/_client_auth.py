@@ -23,7 +23,6 @@ from ._signing import Signer, SigningKey, signer
 __all__ = [
     "ASSERTION_TYPE",
     "AssertionKey",
-    "SigningKey",
     "basic_credentials",
     "client_assertion",
     "read_secret",

@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Generator
-from typing import Any, TypeAlias
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -23,9 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from ._dpop import access_token_hash, jwk_thumbprint
 from ._signing import SigningKey, signer
 
-__all__ = ["DPoPKey", "DPoPSession", "PrivateKey"]
-
-PrivateKey: TypeAlias = SigningKey
+__all__ = ["DPoPKey", "DPoPSession"]
 
 _EC_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _NONCE_ERROR = "use_dpop_nonce"
@@ -44,13 +42,16 @@ class DPoPKey:
     for Ed25519, the keys a client assertion may be signed with too (``_signing``). The header
     (type, algorithm, public key) is the same for every proof, so it is encoded once."""
 
-    def __init__(self, private_key: PrivateKey) -> None:
+    def __init__(self, private_key: SigningKey) -> None:
         self._signer = signer(private_key, "dpop_key")
-        self.alg = self._signer.algorithm
         self.public_jwk = _public_jwk(self._signer.key)
         self.thumbprint = jwk_thumbprint(self.public_jwk)
         header = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public_jwk}
         self._header = _b64(json.dumps(header, separators=(",", ":")).encode())
+
+    @property
+    def alg(self) -> str:
+        return self._signer.algorithm
 
     @classmethod
     def generate(cls) -> DPoPKey:
