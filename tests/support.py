@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -154,3 +155,36 @@ class Ticker:
             await asyncio.sleep(0.01)
             if self._during():
                 self.ticks += 1
+
+
+# The kinds of private key a caller may hand the package to sign with (client assertions, DPoP
+# proofs), by name, and the names of those it must refuse.
+REFUSED_KEYS = frozenset({"RSA 1024", "secp256k1", "Ed448"})
+
+
+@functools.cache
+def private_keys() -> dict[str, Any]:
+    """One private key of each kind, made once per test process (RSA keys are slow to make)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    weak_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    return {
+        "RSA 2048": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "RSA 1024": weak_rsa,
+        "P-256": ec.generate_private_key(ec.SECP256R1()),
+        "P-384": ec.generate_private_key(ec.SECP384R1()),
+        "P-521": ec.generate_private_key(ec.SECP521R1()),
+        "secp256k1": ec.generate_private_key(ec.SECP256K1()),
+        "Ed25519": ed25519.Ed25519PrivateKey.generate(),
+        "Ed448": ed448.Ed448PrivateKey.generate(),
+    }
+
+
+def refusal(make: Callable[[], object], option: str) -> str:
+    """The ValueError ``make`` raises, with ``option`` (the option the message names) written
+    as ``<option>`` so that two options' refusals compare; "accepted" when it raises none."""
+    try:
+        make()
+    except ValueError as error:
+        return str(error).replace(option, "<option>")
+    return "accepted"
