@@ -87,14 +87,14 @@ async def _rotate_under_traffic(
 async def test_rotation_under_200_concurrent_tasks_refuses_no_valid_token(
     realm: LocalRealm, make_validator: MakeValidator, clock: FakeClock
 ) -> None:
-    # The fetch's own deadline is the only way the held refetch could end but the ticker: a
-    # generous one, so a loaded machine cannot end it first.
+    # A deadline far beyond the ticks the release waits for, so only a blocked loop reaches it.
     validator = make_validator(token_cache_size=0, jwks_timeout=DEADLINE / 2)
     traffic = Traffic(realm)
     await validator.validate_async(traffic.tokens[0])
     # The refetch for the new key is held until the event loop has run PROGRESS ticks while it
-    # was in flight (asked, and no new-key token passed): if the fetch blocked the loop, it could
-    # only end by its deadline, refusing the new key's tokens.
+    # was in flight (asked, and no new-key token passed). If the fetch blocked the loop, nothing
+    # could tick: the fetch would end at its deadline and the new key's tokens be refused, which
+    # traffic.failures records.
     release = realm.hold_keys()
     ticker = Ticker(
         during=lambda: (
@@ -118,8 +118,6 @@ async def test_rotation_under_200_concurrent_tasks_refuses_no_valid_token(
     assert traffic.failures == []
     assert min(traffic.validated_per_generation) >= 50
     assert realm.request_count("certs") == 2  # the warm-up, and one fetch for the new key
-    assert release.is_set()  # by the loop's progress, not by the fetch's deadline
-    assert ticker.ticks >= PROGRESS
 
 
 async def test_three_rotations_under_200_concurrent_tasks_cost_one_fetch_each(
