@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -19,8 +18,10 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
+from ._b64token import is_b64token
 from ._client_auth import (
     ASSERTION_TYPE,
+    AssertionKey,
     basic_credentials,
     client_assertion,
     read_secret,
@@ -54,7 +55,6 @@ _FAILURE_HOLD: Final = 1.0
 _CACHE_SIZE: Final = 4096
 # Answer members that describe the answer rather than the token.
 _NOT_CLAIMS: Final = frozenset({"active"})
-_OPAQUE_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ class Introspection:
     timeout: float = 5.0
     on_failure: OnFailure = "refuse"
     when: When = "always"
+    # The key checked and its kid worked out, once, for the introspection client.
+    _assertion_key: AssertionKey | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(
@@ -104,7 +106,9 @@ class Introspection:
             secret = read_secret(os.fspath(self.client_secret_file))
             object.__setattr__(self, "client_secret", secret)
         if self.private_key is not None:
-            object.__setattr__(self, "private_key", signing_key(self.private_key).signer.key)
+            prepared = signing_key(self.private_key)
+            object.__setattr__(self, "private_key", prepared.signer.key)
+            object.__setattr__(self, "_assertion_key", prepared)
         require(
             self.endpoint is None or is_http_url(self.endpoint),
             "endpoint must be an absolute http(s) URL",
@@ -160,7 +164,7 @@ class IntrospectionClient:
         self.config = config
         self.endpoint = endpoint
         self._issuer = issuer
-        self._signer = None if config.private_key is None else signing_key(config.private_key)
+        self._signer = config._assertion_key
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self.requests = 0  # sent, for tests and metrics
 
@@ -261,12 +265,7 @@ def endpoint_for(config: Introspection, jwks_url: str, certs_path: str) -> str:
 
 def is_opaque(token: object, max_size: int) -> bool:
     """A bearer token that is not a JWT: no dots, b64token characters only (RFC 6750)."""
-    return (
-        type(token) is str
-        and "." not in token
-        and len(token) <= max_size
-        and _OPAQUE_TOKEN.fullmatch(token) is not None
-    )
+    return type(token) is str and "." not in token and len(token) <= max_size and is_b64token(token)
 
 
 def merged_claims(jwt_claims: Mapping[str, Any], answer: Answer) -> dict[str, Any]:

@@ -14,13 +14,12 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
+from ._b64token import is_b64token
 from ._client_auth import basic_credentials
 from ._options import is_number
 
 _log = logging.getLogger(__name__)
 
-# RFC 6750 b64token characters: anything else would not survive an Authorization header.
-_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Descriptions come from the server; a proxy's error page must not flood a log line.
 _MAX_DESCRIPTION = 300
 
@@ -193,7 +192,7 @@ def unusable_reason(body: object, expected_type: str) -> str | None:
     if not isinstance(body, dict):
         return "the body is not a JSON object"
     token, expires_in = body.get("access_token"), body.get("expires_in")
-    if not isinstance(token, str) or not _BEARER_TOKEN.fullmatch(token):
+    if not isinstance(token, str) or not is_b64token(token):
         return "no valid access_token"
     if not is_number(expires_in) or expires_in <= 0:
         return "no valid expires_in"
