@@ -1,6 +1,7 @@
 """keycloak-m2m: validate and obtain Keycloak machine-to-machine tokens, sync and async."""
 
 from ._client import ClientCredentials, TokenRequestError
+from ._discovery import DiscoveryError
 from ._errors import (
     AuthError,
     CertificateMismatch,
@@ -30,7 +31,7 @@ from ._introspection import Introspection
 from ._multi import MultiIssuerValidator
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
-from ._validator import DiscoveryError, TokenValidator
+from ._validator import TokenValidator
 
 __all__ = [
     "AuthError",

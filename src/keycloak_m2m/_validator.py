@@ -9,14 +9,12 @@ attempt, a plain call. The two drivers are the only code with locks and network 
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from . import _telemetry
 from ._attempt import Attempt
@@ -28,6 +26,13 @@ from ._claims import (
     PROFILES,
     ClaimPolicy,
     Profile,
+)
+from ._discovery import (
+    CERTS_PATH,
+    discovery_policy,
+    discovery_url,
+    jwks_uri_from,
+    key_set_url,
 )
 from ._dpop import ProofChecker, ProofPolicy, Verdict
 from ._environment import validator_settings
@@ -46,7 +51,7 @@ from ._jose import (
 )
 from ._keyset import FetchDue, KeyCachePolicy, KeySet
 from ._locks import AsyncKeyedLocks, KeyedLocks, LoopLocks, shared
-from ._options import http_url, is_number, require
+from ._options import is_number, require
 from ._principal import Principal
 from ._replay import MemoryReplayCache, ReplayCache
 from ._steady import steady_clock
@@ -61,20 +66,14 @@ from ._token_cache import (
     token_key,
 )
 
-__all__ = ["DPoPMode", "DiscoveryError", "TokenValidator"]
+__all__ = ["DPoPMode", "TokenValidator"]
 
 # "allowed": bearer tokens, and DPoP-bound tokens with a valid proof; "required": bound tokens
 # only; "off": bearer tokens only (a bound token's proof cannot be checked, so it is refused).
 DPoPMode = Literal["allowed", "required", "off"]
 _DPOP_MODES: tuple[DPoPMode, ...] = ("allowed", "required", "off")
 
-_CERTS_PATH = "/protocol/openid-connect/certs"
-_DISCOVERY_PATH = "/.well-known/openid-configuration"
 _INTROSPECTION_MAX_BYTES = 64 * 1024
-
-
-class DiscoveryError(Exception):
-    """The discovery document could not be fetched or does not describe the expected issuer."""
 
 
 class TokenValidator:
@@ -168,7 +167,7 @@ class TokenValidator:
         )
         require(dpop_nonce or dpop_nonce_secret is None, "dpop_nonce_secret needs dpop_nonce")
 
-        self._jwks_url = _key_set_url(issuer, jwks_url, keycloak_url)
+        self._jwks_url = key_set_url(issuer, jwks_url, keycloak_url)
         self._policy = ClaimPolicy(
             issuer=issuer,
             audiences=audiences,
@@ -214,7 +213,7 @@ class TokenValidator:
             None
             if introspection is None
             else IntrospectionClient(
-                introspection, endpoint_for(introspection, self._jwks_url, _CERTS_PATH), issuer
+                introspection, endpoint_for(introspection, self._jwks_url, CERTS_PATH), issuer
             )
         )
         self._attempt = Attempt(
@@ -278,16 +277,16 @@ class TokenValidator:
         cls, issuer: str, audience: str | Iterable[str], **options: Any
     ) -> TokenValidator:
         """Build a validator whose key set URL comes from the issuer's discovery document."""
-        document = fetch(_discovery_url(issuer), _discovery_policy(options))
-        return cls(issuer, audience, jwks_url=_jwks_uri_from(document, issuer, options), **options)
+        document = fetch(discovery_url(issuer), discovery_policy(options))
+        return cls(issuer, audience, jwks_url=jwks_uri_from(document, issuer, options), **options)
 
     @classmethod
     async def from_discovery_async(
         cls, issuer: str, audience: str | Iterable[str], **options: Any
     ) -> TokenValidator:
         """``from_discovery`` without blocking the event loop."""
-        document = await fetch_async(_discovery_url(issuer), _discovery_policy(options))
-        return cls(issuer, audience, jwks_url=_jwks_uri_from(document, issuer, options), **options)
+        document = await fetch_async(discovery_url(issuer), discovery_policy(options))
+        return cls(issuer, audience, jwks_url=jwks_uri_from(document, issuer, options), **options)
 
     # --- the drivers --------------------------------------------------------------------------
 
@@ -539,51 +538,3 @@ def _allowed_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
     )
     require(bool(chosen), "algorithms must name at least one algorithm")
     return chosen
-
-
-def _key_set_url(issuer: str, jwks_url: str | None, keycloak_url: str | None) -> str:
-    require(jwks_url is None or keycloak_url is None, "give jwks_url or keycloak_url, not both")
-    if jwks_url is not None:
-        return http_url("jwks_url", jwks_url)
-    if keycloak_url is not None:
-        # Keycloak reached on an internal address: same realm path (with any legacy /auth),
-        # another base. The issuer stays the public one.
-        base = http_url("keycloak_url", keycloak_url).rstrip("/")
-        return base + urlsplit(issuer).path.rstrip("/") + _CERTS_PATH
-    return http_url("issuer", issuer).rstrip("/") + _CERTS_PATH
-
-
-def _discovery_policy(options: dict[str, Any]) -> FetchPolicy:
-    """Discovery goes out as the key fetches will: same deadline, CAs and proxy."""
-    timeout = options.get("jwks_timeout", 5.0)
-    require(is_number(timeout) and timeout > 0, "jwks_timeout must be a number > 0")
-    connection = Connection.create(options.get("verify", True), options.get("proxy"))
-    return FetchPolicy(timeout=float(timeout), connection=connection)
-
-
-def _discovery_url(issuer: str) -> str:
-    return http_url("issuer", issuer).rstrip("/") + _DISCOVERY_PATH
-
-
-def _jwks_uri_from(document: bytes | FetchFailure, issuer: str, options: dict[str, Any]) -> str:
-    require(
-        "jwks_url" not in options and "keycloak_url" not in options,
-        "from_discovery takes the key set URL from the discovery document",
-    )
-    if isinstance(document, FetchFailure):
-        raise DiscoveryError(f"discovery document unavailable: {document.reason}")
-    try:
-        metadata = json.loads(document)
-    except (ValueError, RecursionError):
-        raise DiscoveryError("discovery document is not JSON") from None
-    if not isinstance(metadata, dict):
-        raise DiscoveryError("discovery document is not a JSON object")
-    if metadata.get("issuer") != issuer:
-        raise DiscoveryError("discovery document names another issuer")
-    jwks_uri = metadata.get("jwks_uri")
-    if not isinstance(jwks_uri, str):
-        raise DiscoveryError("discovery document has no jwks_uri")
-    try:
-        return http_url("jwks_uri", jwks_uri)
-    except ValueError as error:
-        raise DiscoveryError(str(error)) from None
