@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keycloak_m2m import AuthError, Principal, TokenValidator
-from keycloak_m2m._request import CheckToken, Gate, Presented, Requirement
+from keycloak_m2m._request import CheckToken, Gate, Presented
+from keycloak_m2m._requirement import Requirement
 
 from .support import AUDIENCE, CLIENT, START, FakeClock, SharedRealm
 

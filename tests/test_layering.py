@@ -15,6 +15,7 @@ PACKAGE = Path(str(files("keycloak_m2m")))
 SANS_IO = (
     "_request", "_audit", "_asgi_scope", "_jose", "_claims", "_keyset", "_errors", "_principal",
     "_binding", "_introspection", "_dpop", "_attempt", "_options", "_client_auth", "_signing",
+    "_b64token", "_requirement",
 )  # fmt: skip
 ADAPTERS = ("asgi", "fastapi", "flask", "requests")
 FORBIDDEN = {

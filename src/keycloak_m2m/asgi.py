@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 from ._asgi_scope import presented
 from ._errors import AuthError, Unavailable
 from ._principal import Principal
-from ._request import ErrorAnswer, Gate, Need, Requirement, RequirementOptions, TokenVerifier
+from ._request import ErrorAnswer, Gate, Need, TokenVerifier
+from ._requirement import Requirement, RequirementOptions
 
 if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
     from typing_extensions import Unpack

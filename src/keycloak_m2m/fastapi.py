@@ -43,7 +43,8 @@ from starlette.responses import Response
 from ._asgi_scope import presented
 from ._errors import AuthError
 from ._principal import Principal
-from ._request import ANY_CALLER, ErrorAnswer, Gate, Requirement, RequirementOptions, TokenVerifier
+from ._request import ErrorAnswer, Gate, TokenVerifier
+from ._requirement import ANY_CALLER, Requirement, RequirementOptions
 
 if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12
     from typing_extensions import Unpack

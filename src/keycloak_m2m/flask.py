@@ -31,7 +31,8 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
 from ._binding import ForwardedCertificate
 from ._errors import AuthError
 from ._principal import Principal
-from ._request import Gate, Presented, Requirement, RequirementOptions, TokenVerifier
+from ._request import Gate, Presented, TokenVerifier
+from ._requirement import Requirement, RequirementOptions
 from ._token_cache import HEADER_ENCODING
 
 if TYPE_CHECKING:  # typing.Unpack for keyword arguments needs Python 3.12

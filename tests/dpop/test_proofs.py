@@ -22,7 +22,8 @@ from keycloak_m2m import (
     UseDPoPNonce,
 )
 from keycloak_m2m._dpop import normalized_url
-from keycloak_m2m._request import CheckToken, Gate, Presented, Requirement
+from keycloak_m2m._request import CheckToken, Gate, Presented
+from keycloak_m2m._requirement import Requirement
 from keycloak_m2m.testing import LocalRealm
 
 from ..support import CLIENT, REFUSED_KEYS, FakeClock, private_keys, refusal, shared_realm
