@@ -1,5 +1,6 @@
 """A measured lower bound for a pure-Python validation (issue 16): what the package's checks cost
-for the benchmark's token shapes when every one is written out in a single function.
+for the benchmark's token shapes when every one is written out in a single function (the checks
+before the payload's JSON in a second one, which native_ceiling.py's rows share).
 
 Not a validator: it knows one key, refuses with a bare ``ValueError``, handles only the Keycloak
 profile, a bearer token with no ``cnf`` and the claim shapes the benchmark mints, and has no key
@@ -47,12 +48,44 @@ def _decode(segment: bytes) -> bytes:
     return pybase64.b64decode(segment + _PADDING[remainder], b"-_", True)
 
 
+def decoded_segments(
+    headers: dict[bytes, Any], parse: _jose.JsonParser
+) -> Callable[[str], tuple[bytes, bytes, bytes, bytes]]:
+    """The checks before the payload's JSON: the token's size and shape, canonical strict
+    base64url, the header's (read once per distinct header, into ``headers``). What passes is
+    the token's bytes, the signing input, the payload and the signature, decoded."""
+
+    def decoded(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+        if type(token) is not str or len(token) > _MAX_SIZE:
+            raise ValueError("token")
+        raw = token.encode() if token.isascii() else b""
+        signing_input, _, signature_segment = raw.rpartition(b".")
+        header_segment, dot, payload_segment = signing_input.partition(b".")
+        if not dot or _DOT in payload_segment:
+            raise ValueError("not three segments")
+        if not (header_segment and payload_segment and signature_segment):
+            raise ValueError("empty segment")
+        header = headers.get(header_segment)
+        if header is None:
+            header = headers[header_segment] = parse(_decode(header_segment))
+            if header.get("alg") != "RS256":
+                raise ValueError("alg")
+        payload = _decode(payload_segment)
+        signature = _decode(signature_segment)
+        if len(signature) != 256:
+            raise ValueError("signature size")
+        return raw, signing_input, payload, signature
+
+    return decoded
+
+
 def inlined_validator(
     issuer: str, public_key: rsa.RSAPublicKey, audience: str
 ) -> Callable[[str], Verified]:
-    """One function with every check, for ``issuer``'s RS256 tokens meant for ``audience``."""
+    """One function with every check, for ``issuer``'s RS256 tokens meant for ``audience``
+    (and the one before it, shared with native_ceiling.py's rows)."""
     parse = _jose.JsonParser(accept_duplicate_members=False)
-    headers: dict[bytes, Any] = {}
+    decoded = decoded_segments({}, parse)
     scheme, digest = padding.PKCS1v15(), hashes.SHA256()
     verify = public_key.verify
     accepted = frozenset([audience])
@@ -65,27 +98,10 @@ def inlined_validator(
     refuse_non_finite, isfinite = _jose.refuse_non_finite, math.isfinite
 
     def validate(token: str) -> Verified:
-        if type(token) is not str or len(token) > _MAX_SIZE:
-            raise ValueError("token")
-        signing_input, _, signature_segment = (
-            token.encode().rpartition(b".") if token.isascii() else (b"", b"", b"")
-        )
-        header_segment, dot, payload_segment = signing_input.partition(b".")
-        if not dot or _DOT in payload_segment:
-            raise ValueError("not three segments")
-        if not (header_segment and payload_segment and signature_segment):
-            raise ValueError("empty segment")
-        header = headers.get(header_segment)
-        if header is None:
-            header = headers[header_segment] = parse(_decode(header_segment))
-            if header.get("alg") != "RS256":
-                raise ValueError("alg")
-        claims, finite = parse.parse(_decode(payload_segment))
+        raw, signing_input, payload, signature = decoded(token)
+        claims, finite = parse.parse(payload)
         if type(claims) is not dict:
             raise ValueError("payload")
-        signature = _decode(signature_segment)
-        if len(signature) != 256:
-            raise ValueError("signature size")
         verify(signature, signing_input, scheme, digest)
         get = claims.get
         if get("cnf") is not None:
@@ -157,7 +173,6 @@ def inlined_validator(
             expires_at=float(exp),
         )
         valid_until = time.monotonic() + exp + _LEEWAY - now
-        raw = token.encode("ascii")
         return Verified(raw, principal, None, valid_until, None, False, None, True, None)
 
     return validate

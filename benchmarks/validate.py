@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from inlined_bound import inlined_validator  # beside this script
 from jwt.utils import base64url_decode, raw_to_der_signature
+from native_ceiling import ceiling, typed_parse, typed_parse_only  # beside this script
 
 from keycloak_m2m import (
     Introspection,
@@ -89,6 +90,9 @@ MEMORY_ENTRIES = 4096
 MEMORY_TARGET = 1536  # bytes per verified-token cache entry, beyond the token it holds
 INTROSPECTED = "keycloak_m2m, introspected"
 INLINED = "bound: every check in one function"
+CEILING = "ceiling: bound without payload JSON and claims"
+TYPED_PARSE_ONLY = "ceiling + native typed parse, result unused"
+TYPED_PARSE = "stand-in: native typed parse, rules in Python"
 # The resource server's own client, which introspects (RFC 7662).
 SERVICE_SECRET = "notification-service-secret"
 UNINSTRUMENTED = "uninstrumented"
@@ -96,7 +100,7 @@ API_HIDDEN = "OpenTelemetry API hidden"
 PURE = "pure Python"
 DISTRIBUTIONS = (
     "keycloak-m2m", "cryptography", "PyJWT", "joserfc", "Authlib", "opentelemetry-api",
-    "opentelemetry-sdk",
+    "opentelemetry-sdk", "msgspec",
 )  # fmt: skip
 # The idle instrumentation (API installed, no SDK) against the package without it.
 OVERHEAD_TARGET = 0.02
@@ -152,6 +156,8 @@ class Fixture:
     wrong_audience: str
     bad_signature: str
     dpop_key: DPoPKey
+    # The DPoP key's public half, for the ES256 floor.
+    dpop_public_key: ec.EllipticCurvePublicKey
     bound_token: str
 
 
@@ -432,8 +438,7 @@ def proofs(fixture: Fixture) -> list[str]:
 
 
 def es256_floor(fixture: Fixture, honest: list[str]) -> Contender:
-    public_key = fixture.dpop_key._key.public_key()
-    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    public_key = fixture.dpop_public_key
     verify, scheme = public_key.verify, ec.ECDSA(SHA256)
 
     def prepare(proof: str) -> tuple[bytes, bytes]:
@@ -484,27 +489,35 @@ def dpop_cached(fixture: Fixture, honest: list[str]) -> Contender:
 
 
 def inlined(fixture: Fixture) -> list[Contender]:
-    """The pure-Python bound (inlined_bound.py), each placed after its shape's cache-off row."""
-    validate = inlined_validator(fixture.issuer, fixture.public_key, AUDIENCE)
-    return [
-        Contender(
-            INLINED + shape,
-            validate,
-            fixture.fresh[shape][:TOKEN_COUNT],
-            CryptoInvalidSignature,
-            ValueError,
-        )
-        for shape in ("", WIDE)
-    ]
+    """The pure-Python bound (inlined_bound.py) and what a native piece could buy
+    (native_ceiling.py), per shape, placed after the shape's cache-off row."""
+    issuer, key = fixture.issuer, fixture.public_key
+    bound = inlined_validator(issuer, key, AUDIENCE)
+    parsed = typed_parse(issuer, key, AUDIENCE)
+    rows = []
+    for shape in ("", WIDE):
+        tokens = fixture.fresh[shape][:TOKEN_COUNT]
+        looked_up = ceiling(issuer, key, AUDIENCE, tokens)
+        parsed_only = typed_parse_only(issuer, key, AUDIENCE, tokens)
+        rows += [
+            Contender(INLINED + shape, bound, tokens, CryptoInvalidSignature, ValueError),
+            Contender(CEILING + shape, looked_up, tokens, CryptoInvalidSignature, None),
+            Contender(TYPED_PARSE_ONLY + shape, parsed_only, tokens, CryptoInvalidSignature, None),
+            Contender(TYPED_PARSE + shape, parsed, tokens, CryptoInvalidSignature, ValueError),
+        ]
+    return rows
+
+
+def shape_of(name: str) -> str:
+    return WIDE if name.endswith(WIDE) else ""
 
 
 def all_contenders(fixture: Fixture) -> list[Contender]:
     honest = proofs(fixture)
     package = ours(fixture)
-    for row in inlined(fixture):
-        cache_off = CACHE_OFF + row.name.removeprefix(INLINED)
-        position = next(i for i, c in enumerate(package) if c.name == cache_off)
-        package.insert(position + 1, row)
+    for shape, rows in itertools.groupby(inlined(fixture), key=lambda row: shape_of(row.name)):
+        position = next(i for i, c in enumerate(package) if c.name == CACHE_OFF + shape)
+        package[position + 1 : position + 1] = rows
     return [
         floor(fixture),
         *package,
@@ -545,7 +558,8 @@ def mint_fixture(realm: LocalRealm) -> Fixture:
     assert isinstance(private_key, rsa.RSAPrivateKey)
     # The first token's header and payload under the second's signature: well formed, forged.
     forged = tokens[0].rpartition(".")[0] + "." + tokens[1].rpartition(".")[2]
-    dpop_key = DPoPKey(ec.generate_private_key(ec.SECP256R1()))
+    dpop_private_key = ec.generate_private_key(ec.SECP256R1())
+    dpop_key = DPoPKey(dpop_private_key)
     return Fixture(
         issuer=realm.issuer,
         jwks_url=realm.jwks_url,
@@ -557,6 +571,7 @@ def mint_fixture(realm: LocalRealm) -> Fixture:
         wrong_audience=realm.mint(CLIENT_ID, claims={"aud": OTHER_AUDIENCE}, expires_in=3600),
         bad_signature=forged,
         dpop_key=dpop_key,
+        dpop_public_key=dpop_private_key.public_key(),
         bound_token=realm.mint(CLIENT_ID, expires_in=3600, dpop_jkt=dpop_key.thumbprint),
     )
 
