@@ -1,17 +1,16 @@
 """LocalRealm: a Keycloak-compatible realm served over real HTTP, for tests and demos.
 
-This module holds the realm object: its keys, clients and issued-token state, and ``mint()``.
-What the tokens contain is in ``_claims``, the key material in ``_keys``, the endpoints in
-``_endpoints`` (with the HTTP details in ``_protocol``), faults and counts in ``_faults``.
+This module holds the realm object: its keys and clients, and ``mint()``. What the tokens
+contain is in ``_claims``, what the realm remembers of the tokens it issued in ``_issued``, the
+key material in ``_keys``, the endpoints in ``_endpoints`` (with the HTTP details in
+``_protocol``), faults and counts in ``_faults``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
-import secrets
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from ._claims import (
 )
 from ._endpoints import HANDLERS, Endpoint
 from ._faults import Fault, FaultInjection
+from ._issued import IssuedTokens
 from ._keys import (
     SUPPORTED_ALGORITHMS,
     Key,
@@ -53,7 +53,6 @@ from ._keys import (
     half_hash,
     natural_algorithm,
     overridden_header,
-    payload_of,
     signed_by_realm,
     signing_algorithm,
     verified_payload,
@@ -107,12 +106,7 @@ class LocalRealm(FaultInjection):
         self._tls = RealmTls(name) if tls else None
         self._keys = KeyRing(algorithm, name)
         self._clients: dict[str, Client] = {}
-        # Revoked tokens by jti (by digest when they have none); the full claims of the
-        # lightweight tokens issued, by jti, for introspection.
-        self._revoked: set[str] = set()
-        self._full_claims: dict[str, dict[str, Any]] = {}
-        # The claims of the opaque (non-JWT) tokens issued by opaque_token(), by token.
-        self._opaque: dict[str, dict[str, Any]] = {}
+        self._issued = IssuedTokens()
         self._faults: dict[Endpoint, Fault] = {}
         self._counts: Counter[Endpoint] = Counter()
         self._made_up_subject = str(uuid.uuid4())
@@ -387,8 +381,7 @@ class LocalRealm(FaultInjection):
         Keycloak keeps, the rest being remembered for introspection."""
         if not client.lightweight_tokens:
             return claims
-        with self._lock:
-            self._full_claims[str(claims["jti"])] = claims
+        self._issued.remember_full(claims)
         return lightweight(claims)
 
     def _issue(
@@ -423,9 +416,7 @@ class LocalRealm(FaultInjection):
         """The full claims of an access token as introspection sees it, or None if it is not
         active: not signed by a published key, another issuer, expired, not an access token,
         revoked, or of an unknown or disabled client."""
-        with self._lock:
-            opaque = self._opaque.get(token)
-        claims = opaque or verified_payload(token, self._keys.named)
+        claims = self._issued.opaque_claims(token) or verified_payload(token, self._keys.named)
         if (
             claims is None
             or claims.get("iss") != self.issuer
@@ -436,26 +427,22 @@ class LocalRealm(FaultInjection):
             return None
         client = self._client_or_none(str(claims.get("azp")))
         with self._lock:
-            if client is None or not client.enabled or _revocation_key(token) in self._revoked:
-                return None
-            full: dict[str, Any] = self._full_claims.get(str(claims.get("jti")), claims)
-        return full
+            enabled = client is not None and client.enabled
+        if not enabled or self._issued.revoked(token):
+            return None
+        return self._issued.full(claims)
 
     def opaque_token(self, client_id: str) -> str:
         """An opaque (non-JWT) access token for ``client_id``, such as a reference-token
         provider issues: only introspection tells what it stands for (the claims a JWT of
         this client would carry)."""
         client = self._client(client_id)
-        token = secrets.token_urlsafe(32)
-        with self._lock:
-            self._opaque[token] = self._claims_for(client, self._default_grant(client))
-        return token
+        return self._issued.opaque_token(self._claims_for(client, self._default_grant(client)))
 
     def revoke(self, token: str) -> None:
         """Revoke ``token`` as the revocation endpoint does: from now on it introspects
         inactive and userinfo and token exchange refuse it (its JWT stays valid)."""
-        with self._lock:
-            self._revoked.add(_revocation_key(token))
+        self._issued.revoke(token)
 
     def mint(
         self,
@@ -558,11 +545,3 @@ class LocalRealm(FaultInjection):
             if fault.response is not None:
                 return fault.response
         return HANDLERS[endpoint](self, request)
-
-
-def _revocation_key(token: str) -> str:
-    payload = payload_of(token)
-    jti = payload.get("jti") if payload is not None else None
-    if isinstance(jti, str):
-        return "jti:" + jti
-    return "sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
