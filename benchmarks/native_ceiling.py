@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from cryptography.hazmat.primitives import hashes
@@ -56,7 +56,7 @@ class _Claims(msgspec.Struct):
     cnf: dict[str, Any] | None = None
 
 
-def _signed_payload(public_key: rsa.RSAPublicKey) -> Callable[[str], tuple[bytes, bytes]]:
+def signed_payload(public_key: rsa.RSAPublicKey) -> Callable[[str], tuple[bytes, bytes]]:
     """The bound's checks but the payload's JSON, and its signature check: the token's bytes
     and its payload, base64url-decoded."""
     decoded = decoded_segments({}, _jose.JsonParser(accept_duplicate_members=False))
@@ -71,9 +71,33 @@ def _signed_payload(public_key: rsa.RSAPublicKey) -> Callable[[str], tuple[bytes
     return checked
 
 
-def _entry(raw: bytes, principal: Principal, now: float) -> Verified:
+def cache_entry(raw: bytes, principal: Principal, now: float) -> Verified:
     valid_until = time.monotonic() + principal.expires_at + _LEEWAY - now
     return Verified(raw, principal, None, valid_until, None, False, None, True, None)
+
+
+def checked_now(
+    *,
+    issuer: str,
+    audience: str,
+    iss: str,
+    typ: str | None,
+    azp: str | None,
+    bound: bool,
+    times: tuple[float, float, float],
+    aud: str | Sequence[str],
+) -> float:
+    """The claim rules both native rows apply in Python to what their parse read, with the
+    bound's refusal (a bare ``ValueError``); the time they were checked at."""
+    if bound or iss != issuer or typ != "Bearer" or not azp:
+        raise ValueError("claims")
+    now = time.time()
+    exp, nbf, iat = times
+    if now >= exp + _LEEWAY or nbf > now + _LEEWAY or iat > now + _LEEWAY:
+        raise ValueError("times")
+    if not (aud == audience if type(aud) is str else audience in aud):
+        raise ValueError("aud")
+    return now
 
 
 def _principals(
@@ -81,7 +105,7 @@ def _principals(
 ) -> Mapping[bytes, Principal]:
     """The bound's principal of each of ``tokens``, by the token's decoded payload."""
     bound = inlined_validator(issuer, public_key, audience)
-    signed = _signed_payload(public_key)
+    signed = signed_payload(public_key)
     return {signed(token)[1]: bound(token).principal for token in tokens}
 
 
@@ -89,12 +113,12 @@ def ceiling(
     issuer: str, public_key: rsa.RSAPublicKey, audience: str, tokens: Sequence[str]
 ) -> Callable[[str], Verified]:
     """The bound without the payload's JSON and claim checks, for ``tokens`` only."""
-    signed = _signed_payload(public_key)
+    signed = signed_payload(public_key)
     principals = _principals(issuer, public_key, audience, tokens)
 
     def validate(token: str) -> Verified:
         raw, payload = signed(token)
-        return _entry(raw, principals[payload], time.time())
+        return cache_entry(raw, principals[payload], time.time())
 
     return validate
 
@@ -103,14 +127,14 @@ def typed_parse_only(
     issuer: str, public_key: rsa.RSAPublicKey, audience: str, tokens: Sequence[str]
 ) -> Callable[[str], Verified]:
     """The ceiling and the typed native parse, its result unused: what the parse costs."""
-    signed = _signed_payload(public_key)
+    signed = signed_payload(public_key)
     decode = msgspec.json.Decoder(_Claims).decode
     principals = _principals(issuer, public_key, audience, tokens)
 
     def validate(token: str) -> Verified:
         raw, payload = signed(token)
         decode(payload)
-        return _entry(raw, principals[payload], time.time())
+        return cache_entry(raw, principals[payload], time.time())
 
     return validate
 
@@ -119,7 +143,7 @@ def typed_parse(
     issuer: str, public_key: rsa.RSAPublicKey, audience: str
 ) -> Callable[[str], Verified]:
     """The bound with the payload parsed natively into typed fields and the rules in Python."""
-    signed = _signed_payload(public_key)
+    signed = signed_payload(public_key)
     decode = msgspec.json.Decoder(_Claims).decode
     parse = _jose.JsonParser(accept_duplicate_members=False)
     shared, sets, client_role_maps = (
@@ -135,17 +159,17 @@ def typed_parse(
             claims = decode(payload)
         except msgspec.DecodeError as error:
             raise ValueError("payload") from error
-        if claims.cnf is not None or claims.iss != issuer or claims.typ != "Bearer":
-            raise ValueError("claims")
-        now = time.time()
-        if now >= claims.exp + _LEEWAY or claims.nbf > now + _LEEWAY or claims.iat > now + _LEEWAY:
-            raise ValueError("times")
-        aud = claims.aud
-        if not (aud == audience if type(aud) is str else audience in aud):
-            raise ValueError("aud")
-        client_id = claims.azp
-        if not client_id:
-            raise ValueError("client id")
+        now = checked_now(
+            issuer=issuer,
+            audience=audience,
+            iss=claims.iss,
+            typ=claims.typ,
+            azp=claims.azp,
+            bound=claims.cnf is not None,
+            times=(claims.exp, claims.nbf, claims.iat),
+            aud=claims.aud,
+        )
+        client_id = cast(str, claims.azp)  # checked_now refused a token without one
         access = claims.realm_access
         pairs = tuple(
             (client, shared(sets, tuple(roles.roles), set_of))
@@ -162,6 +186,6 @@ def typed_parse(
             read_claims=_claims.VerifiedClaims(token, parse),
             expires_at=float(claims.exp),
         )
-        return _entry(raw, principal, now)
+        return cache_entry(raw, principal, now)
 
     return validate
