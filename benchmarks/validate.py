@@ -306,6 +306,9 @@ def installed_package() -> Path:
     return Path(importlib.util.find_spec("keycloak_m2m").origin).parent  # type: ignore[arg-type,union-attr]
 
 
+NATIVE_READER = "_native_payload"
+
+
 def compiled_modules() -> list[str]:
     """The package's modules that the installed build compiled (none in a pure-Python one)."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -319,7 +322,11 @@ def compiled_modules() -> list[str]:
 def build_name() -> str:
     """Which build of the package is installed, for a benchmark's header."""
     compiled = compiled_modules()
-    return f"compiled with mypyc: {', '.join(compiled)}" if compiled else PURE
+    if not compiled:
+        return PURE
+    mypyc = ", ".join(name for name in compiled if name != NATIVE_READER)
+    reader = "with" if NATIVE_READER in compiled else "without"
+    return f"compiled with mypyc: {mypyc}; {reader} the native payload reader"
 
 
 def pure_package() -> ModuleType:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from keycloak_m2m import TokenValidator
 from keycloak_m2m.testing import LocalRealm
@@ -22,6 +23,11 @@ from .support import (
     validate_async,
     validate_sync,
 )
+
+# No wall-clock limit on an example: Hypothesis's default deadline failed a first run on a busy
+# machine (a cold import inside the first example), and speed belongs in benchmarks/.
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:

@@ -105,7 +105,7 @@ def _infinite_inside(value: Any) -> bool:
     return isinstance(value, float) and math.isinf(value)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=3000)
 @given(DOCUMENTS)
 def test_the_parser_answers_what_a_strict_parse_answers(data: bytes) -> None:
     expected = _verdict(STRICT, data)
@@ -121,7 +121,7 @@ def test_the_parser_answers_what_a_strict_parse_answers(data: bytes) -> None:
     assert not (canonical and _infinite_inside(value)), data
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=1000)
 @given(JSON_VALUES)
 def test_a_document_in_canonical_form_is_parsed_once(value: Any) -> None:
     data = orjson.dumps(value)

@@ -25,8 +25,10 @@ FORBIDDEN = {
 
 
 def imports_of(module: str) -> set[str]:
-    """Absolute names a module of the package imports, its own modules as ``keycloak_m2m.x``."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """Absolute names a module of the package imports, its own modules as ``keycloak_m2m.x``;
+    for the native payload reader, those its stub imports."""
+    source = PACKAGE / f"{module}.py"
+    tree = ast.parse((source if source.exists() else source.with_suffix(".pyi")).read_text())
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

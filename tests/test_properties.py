@@ -18,7 +18,7 @@ from keycloak_m2m.testing import LocalRealm
 from .support import AUDIENCE, CLIENT, START
 
 PROPERTY_SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

@@ -12,7 +12,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ._binding import CertificateBound, ClientCertificate, bound_thumbprint, check_certificate
-from ._claims import ClaimPolicy, VerifiedClaims, check_claims, dpop_thumbprint
+from ._claims import (
+    ClaimPolicy,
+    PrincipalParts,
+    VerifiedClaims,
+    check_claims,
+    dpop_thumbprint,
+    read_native_payload,
+)
 from ._dpop import access_token_hash
 from ._errors import CertificateMismatch, InvalidSignature
 from ._introspection import Answer, Introspect, IntrospectionClient, is_opaque, merged_claims
@@ -62,6 +69,9 @@ class Attempt:
         self._introspection = introspection
         self._bearer_allowed = bearer_allowed
         self._headers: dict[bytes, Header] = {}
+        # A lightweight token's claims are merged with the introspection answer's, and the
+        # native reader hands over only those the rules read.
+        self._read_native = read_native_payload if introspection is None else None
 
     def __call__(
         self,
@@ -85,7 +95,7 @@ class Attempt:
         )
         text = cast(str, token)  # split_token refuses anything else
         header = self._headers.get(header_segment) or self._parse_header(header_segment)
-        claims, finite = decode_canonical_object(payload_segment, self._parse_json)
+        claims, finite, parts = self._read_payload(payload_segment)
         signature = b64url_decode(signature_segment)
         if fetched:
             keys = self._keys.select_settled(header.kid, header.alg, self._steady())
@@ -111,13 +121,24 @@ class Attempt:
             claims = merged_claims(claims, answer)
             read = VerifiedClaims(claims)
             finite = False  # the answer's numbers were not parsed here
-        principal = check_claims(claims, self._policy, self._clock(), read, finite)
+        principal = check_claims(claims, self._policy, self._clock(), read, finite, parts)
         if introspecting and introspected_until is None:
             found = self._introspected(text, principal.expires_at, False, introspected)
             if isinstance(found, Introspect):
                 return found
             introspected_until = found[1]
         return self._verdict(text, principal, key, bound, introspected_until, claims)
+
+    def _read_payload(self, segment: bytes) -> tuple[dict[str, Any], bool, PrincipalParts | None]:
+        """The payload's claims, whether their numbers are all finite, and the Principal's
+        parts if the native reader took them (then the claims are only those the rules read)."""
+        read_native = self._read_native
+        if read_native is not None:
+            native = read_native(segment)
+            if native is not None:
+                return native[0], True, native[1]
+        claims, finite = decode_canonical_object(segment, self._parse_json)
+        return claims, finite, None
 
     def _opaque_attempt(
         self, token: str, certificate: ClientCertificate | None, introspected: bool

@@ -73,12 +73,37 @@ class VerifiedClaims:
     __hash__ = None  # type: ignore[assignment]
 
 
+# The realm roles, the client roles and the scopes, as a Principal holds them.
+PrincipalParts = tuple[frozenset[str], Mapping[str, frozenset[str]], frozenset[str]]
+# A payload segment's members the rules below read and its PrincipalParts, or None to have the
+# pure path read it.
+NativeReader = Callable[[bytes], tuple[dict[str, Any], PrincipalParts] | None]
+
+
+def _native_reader() -> NativeReader | None:
+    """The native payload reader (docs/performance.md), in a build that has it."""
+    try:
+        from ._native_payload import PayloadReader
+    except ImportError:  # the pure build, or one made where no Rust compiler was at hand
+        return None
+    return PayloadReader(MappingProxyType).read
+
+
+read_native_payload = _native_reader()
+
+
 def check_claims(
-    claims: dict[str, Any], policy: ClaimPolicy, now: float, read: VerifiedClaims, finite: bool
+    claims: dict[str, Any],
+    policy: ClaimPolicy,
+    now: float,
+    read: VerifiedClaims,
+    finite: bool,
+    parts: PrincipalParts | None = None,
 ) -> Principal:
     """Apply every claim rule in order and describe the caller, or raise an InvalidToken.
     ``read`` reads ``claims`` again, read-only, for ``Principal.claims``; ``finite``: the parser
-    vouched that no number in them is infinite (``JsonParser.parse``)."""
+    vouched that no number in them is infinite (``JsonParser.parse``); ``parts``: what the
+    native reader already took from the roles and scopes, which ``claims`` then lacks."""
     if claims.get("iss") != policy.issuer:
         raise InvalidIssuer()
     expires_at = _check_times(claims, policy.leeway, policy.profile, now)
@@ -104,16 +129,26 @@ def check_claims(
         raise InvalidClaim("invalid sub")
     if not finite:
         refuse_non_finite(claims)  # last: the claims above say what is wrong more exactly
+    realm_roles, client_roles, scopes = principal_parts(claims) if parts is None else parts
     return verified_principal(
         issuer=policy.issuer,
         client_id=client_id,
         subject=subject,
         is_service_account=is_service_account,
-        realm_roles=_role_list(claims.get("realm_access"), "realm_access"),
-        client_roles=_client_roles(claims.get("resource_access")),
-        scopes=_scopes(claims.get("scope")),
+        realm_roles=realm_roles,
+        client_roles=client_roles,
+        scopes=scopes,
         read_claims=read,
         expires_at=expires_at,
+    )
+
+
+def principal_parts(claims: Mapping[str, Any]) -> PrincipalParts:
+    """The roles and scopes ``claims`` grant, or InvalidClaim for a malformed one."""
+    return (
+        _role_list(claims.get("realm_access"), "realm_access"),
+        _client_roles(claims.get("resource_access")),
+        _scopes(claims.get("scope")),
     )
 
 

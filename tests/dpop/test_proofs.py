@@ -244,7 +244,7 @@ def test_query_and_fragment_of_htu_are_ignored_and_urls_normalised(
 
 
 @given(st.text(alphabet="abcXYZ/-._~%20", min_size=1, max_size=12))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_a_path_that_normalises_differently_never_matches(path: str) -> None:
     from keycloak_m2m._dpop import same_url
 

@@ -54,7 +54,6 @@ REFUSED_MEMBERS = ("crit", "jku", "x5u", "x5c", "jwk", "enc", "zip", "cty")
 def fuzz_settings(examples: int) -> Any:
     return settings(
         max_examples=examples,
-        deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
