@@ -312,3 +312,27 @@ def test_the_reader_hands_over_every_member_the_rules_read(profile: Any) -> None
         read |= recorder.read
     assert {"iss", "exp", "aud", "cnf", "scope"} <= read
     assert read <= NATIVE_MEMBERS | PARTS_MEMBERS, read - NATIVE_MEMBERS - PARTS_MEMBERS
+
+
+@needs_reader
+def test_a_call_made_during_a_call_declines() -> None:
+    """Python code that runs during a read (here the read-only callable; in a server also a
+    finalizer the garbage collector runs, after which another thread may get the GIL) can call
+    the reader again: that call declines, and the first one finishes."""
+    from keycloak_m2m._native_payload import PayloadReader
+
+    segment = b64(b'{"azp":"svc","resource_access":{"c":{"roles":["r"]}}}')
+    readers: list[PayloadReader] = []
+    during: list[object] = []
+
+    def read_only(mapping: dict[str, frozenset[str]]) -> MappingProxyType[str, frozenset[str]]:
+        if readers:
+            during.append(readers[0].read(segment))
+        return MappingProxyType(mapping)
+
+    readers.append(PayloadReader(read_only))
+    first = readers[0].read(segment)
+    assert during == [None]
+    assert first is not None
+    assert first[1][1] == {"c": frozenset({"r"})}
+    assert readers[0].read(segment) == first

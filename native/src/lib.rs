@@ -9,6 +9,7 @@
 use ahash::AHashMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFrozenSet, PyList, PyString, PyTuple};
+use std::cell::RefCell;
 
 /// jiter refuses beyond its own depth limit; declining well before it keeps the two apart.
 const MAX_DEPTH: u32 = 32;
@@ -526,9 +527,8 @@ impl<V> Shared<V> {
     }
 }
 
-/// The reader, with its tables of the one Python object for each string, set and mapping.
-#[pyclass]
-struct PayloadReader {
+/// The reader's tables of the one Python object for each string, set and mapping.
+struct Tables {
     read_only: PyObject,
     names: Vec<Py<PyString>>,
     strings: Vec<Option<(Box<str>, Py<PyString>)>>,
@@ -543,7 +543,7 @@ struct PayloadReader {
     buffer: Vec<u8>,
 }
 
-impl PayloadReader {
+impl Tables {
     fn string(&mut self, py: Python, text: &str) -> Py<PyString> {
         if text.len() > INTERNED_MAX_LEN {
             return PyString::new(py, text).into();
@@ -676,10 +676,7 @@ impl PayloadReader {
     }
 }
 
-#[pymethods]
-impl PayloadReader {
-    /// ``read_only`` makes the client-role mappings read-only (types.MappingProxyType).
-    #[new]
+impl Tables {
     fn new(py: Python, read_only: PyObject) -> PyResult<Self> {
         let names = STRING_NAMES
             .iter()
@@ -687,7 +684,7 @@ impl PayloadReader {
             .chain(["aud", "cnf"].iter());
         let no_roles: &[Py<PyString>] = &[];
         let no_client_roles = read_only.call1(py, (PyDict::new(py),))?;
-        Ok(PayloadReader {
+        Ok(Tables {
             read_only,
             names: names.map(|name| PyString::new(py, name).into()).collect(),
             strings: (0..STRING_SLOTS).map(|_| None).collect(),
@@ -700,8 +697,6 @@ impl PayloadReader {
         })
     }
 
-    /// (the members the claim rules read, (realm roles, client roles, scopes)) from a payload
-    /// segment, or None: then the pure path reads it.
     fn read(&mut self, py: Python, segment: &[u8]) -> PyResult<PyObject> {
         let mut text = std::mem::take(&mut self.buffer);
         let read = if b64url_decode(segment, &mut text) {
@@ -712,6 +707,35 @@ impl PayloadReader {
         let result = read.unwrap_or_else(|| Ok(py.None()));
         self.buffer = text;
         result
+    }
+}
+
+/// The reader: its tables, which one call at a time may use.
+#[pyclass]
+struct PayloadReader {
+    tables: RefCell<Tables>,
+}
+
+#[pymethods]
+impl PayloadReader {
+    /// ``read_only`` makes the client-role mappings read-only (types.MappingProxyType).
+    #[new]
+    fn new(py: Python, read_only: PyObject) -> PyResult<Self> {
+        Ok(PayloadReader {
+            tables: RefCell::new(Tables::new(py, read_only)?),
+        })
+    }
+
+    /// (the members the claim rules read, (realm roles, client roles, scopes)) from a payload
+    /// segment, or None: then the pure path reads it.
+    fn read(&self, py: Python, segment: &[u8]) -> PyResult<PyObject> {
+        // Python code that runs inside a call (the read_only callable, a finalizer the garbage
+        // collector runs while the call allocates) may let this thread or another call again:
+        // that call declines, rather than fail on the tables the first one holds.
+        match self.tables.try_borrow_mut() {
+            Ok(mut tables) => tables.read(py, segment),
+            Err(_) => Ok(py.None()),
+        }
     }
 }
 
