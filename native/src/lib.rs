@@ -124,7 +124,7 @@ enum Audience<'a> {
 /// again.
 #[derive(Default)]
 struct Members<'a> {
-    strings: [Option<&'a str>; 8],
+    strings: [Option<&'a str>; STRING_NAMES.len()],
     times: [Option<i64>; 3],
     aud: Option<Audience<'a>>,
     cnf: Option<Vec<(&'a str, &'a str)>>,
@@ -306,45 +306,36 @@ impl<'a> Cursor<'a> {
         depth: u32,
         mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
     ) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.expect(b'{')?;
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
         let mut names = Names::default();
-        loop {
-            let name = self.plain_string()?.as_bytes();
+        self.delimited(depth, b'{', b'}', |cursor| {
+            let name = cursor.plain_string()?.as_bytes();
             names.insert(name)?;
-            self.skip_whitespace();
-            self.expect(b':')?;
-            self.skip_whitespace();
-            member(self, name)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.skip_whitespace();
-                }
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            cursor.skip_whitespace();
+            cursor.expect(b':')?;
+            cursor.skip_whitespace();
+            member(cursor, name)
+        })
     }
 
-    fn array(&mut self, depth: u32, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+    fn array(&mut self, depth: u32, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.delimited(depth, b'[', b']', item)
+    }
+
+    /// Comma-separated items between ``open`` and ``close``; ``item`` reads each, the cursor on
+    /// it.
+    fn delimited(
+        &mut self,
+        depth: u32,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.expect(b'[')?;
+        self.expect(open)?;
         self.skip_whitespace();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
@@ -356,7 +347,7 @@ impl<'a> Cursor<'a> {
                     self.at += 1;
                     self.skip_whitespace();
                 }
-                b']' => {
+                byte if byte == close => {
                     self.at += 1;
                     return Some(());
                 }
@@ -493,7 +484,8 @@ fn read_members(text: &[u8]) -> Option<Members<'_>> {
 /// distinct strings replaces entries instead of growing it.
 const STRING_SLOTS: usize = 1024;
 /// Which of STRING_NAMES are worth keeping one object for: not ``jti``, unique to its token.
-const SHARED_STRINGS: [bool; 8] = [true, true, true, true, true, true, false, true];
+const SHARED_STRINGS: [bool; STRING_NAMES.len()] =
+    [true, true, true, true, true, true, false, true];
 
 fn slot_of(text: &str) -> usize {
     // FNV-1a: a collision only costs a new object.
