@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 
 import pytest
 
 from keycloak_m2m import ExpiredToken, InvalidSignature, TokenValidator, UnknownKey
-from keycloak_m2m._token_cache import entry_bytes
+from keycloak_m2m._token_cache import Verified, VerifiedTokens, entry_bytes
 from keycloak_m2m.testing import LocalRealm
 
 from .support import AUDIENCE, CLIENT, FakeClock, Validate, shared_realm
@@ -109,6 +110,40 @@ def test_cached_answers_verified_tokens_only_and_never_fetches(
     clock.advance(60 + 30)  # past expiry and leeway
     assert validator.cached(token) is None
     assert realm.request_count("certs") == 1
+
+
+def test_cached_reads_the_token_in_place_from_start(
+    realm: LocalRealm, make_validator: MakeValidator
+) -> None:
+    validator = make_validator()
+    token = realm.mint(CLIENT)
+    principal = validator.validate(token)
+    header = b"Bearer " + token.encode("latin-1")
+    # The request step's lookup: the header's value, the token after its scheme.
+    assert validator.cached(header, None, False, len(b"Bearer ")) is principal
+    # Anything but exactly the verified token from there is a miss.
+    for start in (0, 6, 8):
+        assert validator.cached(header, None, False, start) is None
+    assert validator.cached(header + b"A", None, False, 7) is None
+    assert validator.cached(b"Bearer A" + token.encode(), None, False, 7) is None
+    assert validator.cached(b"Bearer " + token.encode()[1:], None, False, 7) is None
+    # A start that cannot point into the value is a miss, not an error.
+    for bad in (-1, len(header), True, "7", None):
+        assert validator.cached(header, None, False, bad) is None  # type: ignore[arg-type]
+
+
+def test_a_token_shorter_than_the_cache_key_is_found_in_place_too(
+    realm: LocalRealm, make_validator: MakeValidator
+) -> None:
+    # Opaque tokens can be short: the key is then the whole token, not the header's end.
+    principal = make_validator().validate(realm.mint(CLIENT))
+    tokens = VerifiedTokens(max_entries=4, max_bytes=1 << 20)
+    entry = Verified(b"short", principal, None, math.inf, None, True, None, True, None)
+    tokens.keep(entry)
+    assert tokens.get(b"short") is entry
+    assert tokens.get(b"Bearer short", len(b"Bearer ")) is entry
+    assert tokens.get(b"Bearer short", len(b"Bearer")) is None
+    assert tokens.get(b"Bearer xshort", len(b"Bearer ")) is None
 
 
 def test_cached_misses_once_the_key_set_is_due_for_a_refresh(

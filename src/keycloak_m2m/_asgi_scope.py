@@ -35,16 +35,22 @@ def presented(
     host = None
     wanted = certificate_header.encode("latin-1") if certificate_header else None
     # Typed for the same reason: compared and decoded without method calls. Each header is
-    # indexed rather than unpacked, which would go through the iterator protocol.
+    # indexed rather than unpacked, which would go through the iterator protocol, and a tuple
+    # (as servers send them) as one: a typed index needs no int object.
     name: bytes
     value: bytes
     for header in scope["headers"]:
-        name = header[0]
-        value = header[1]
+        if type(header) is tuple:
+            pair: tuple[bytes, ...] = header
+            name = pair[0]
+            value = pair[1]
+        else:
+            name = header[0]
+            value = header[1]
         if name == b"authorization":
             authorization = (*authorization, value) if authorization else (value,)
         elif name == b"host":
-            host = value.decode("latin-1")
+            host = value
         elif name == b"content-type":
             content_type = value.decode("latin-1")
         elif name == b"dpop":
@@ -52,9 +58,6 @@ def presented(
         elif name == wanted:
             forwarded = (*forwarded, value.decode("latin-1"))
     http = scope["type"] == "http"
-    if host is None:
-        server = scope.get("server")
-        host = f"{server[0]}:{server[1]}" if server else ""
     certificate: Any
     if certificate_header is not None:
         certificate = ForwardedCertificate(certificate_header, forwarded)
@@ -63,11 +66,9 @@ def presented(
         tls = extensions.get("tls") if extensions else None
         chain = tls.get("client_cert_chain") if tls else None
         certificate = chain[0] if chain else None
-    return Presented(
-        scope.get("method", "GET"),
-        scope.get("scheme") or ("http" if http else "ws"),
+    return _ScopeRequest(
+        scope,
         host,
-        scope.get("root_path", "") + scope["path"],
         authorization,
         dpop,
         scope.get("query_string", b""),
@@ -75,3 +76,48 @@ def presented(
         content_type if http else None,
         certificate,
     )
+
+
+class _ScopeRequest(Presented):
+    """A ``Presented`` whose method and URL are read from its scope when asked."""
+
+    __slots__ = ("_host_header", "_scope")
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        host_header: bytes | None,
+        authorization: tuple[bytes, ...],
+        dpop: tuple[str, ...],
+        query: bytes,
+        content_type: str | None,
+        certificate: Any,
+    ) -> None:
+        # The method and URL parts given here are never read: the properties below replace them.
+        super().__init__("", "", "", "", authorization, dpop, query, content_type, certificate)
+        self._scope = scope
+        self._host_header = host_header
+
+    @property
+    def method(self) -> str:
+        method: str = self._scope.get("method", "GET")
+        return method
+
+    @property
+    def scheme(self) -> str:
+        scope = self._scope
+        scheme: str = scope.get("scheme") or ("http" if scope["type"] == "http" else "ws")
+        return scheme
+
+    @property
+    def host(self) -> str:
+        if self._host_header is not None:
+            return self._host_header.decode("latin-1")
+        server = self._scope.get("server")
+        return f"{server[0]}:{server[1]}" if server else ""
+
+    @property
+    def path(self) -> str:
+        scope = self._scope
+        path: str = scope.get("root_path", "") + scope["path"]
+        return path

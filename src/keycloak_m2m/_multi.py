@@ -97,13 +97,15 @@ class MultiIssuerValidator:
         token: str | bytes,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        start: int = 0,
     ) -> Principal | None:
-        """The principal of a token one of the validators verified, while that holds."""
+        """The principal of a token one of the validators verified, while that holds; the
+        token is ``token[start:]``, as for ``TokenValidator.cached``."""
         raw = raw_token(token)  # once, not by each validator
         if raw is None:
             return None
         for validator in self._validators:
-            principal = validator.cached(raw, client_certificate, introspect)
+            principal = validator.cached(raw, client_certificate, introspect, start)
             if principal is not None:
                 return principal
         return None

@@ -105,17 +105,19 @@ class Presented:
     """
 
     # A plain slotted class, not a frozen dataclass: one is built per request, and the compiled
-    # build makes this one a native class, built and read without attribute lookups.
+    # build makes this one a native class, built and read without attribute lookups. The
+    # method and the URL's parts are properties: an adapter may read them only when asked (a
+    # DPoP proof's ``htu``, the audit log), as a cached bearer token needs neither.
     __slots__ = (
+        "_host",
+        "_method",
+        "_path",
+        "_scheme",
         "authorization",
         "client_certificate",
         "content_type",
         "dpop",
-        "host",
-        "method",
-        "path",
         "query",
-        "scheme",
     )
 
     def __init__(
@@ -130,15 +132,31 @@ class Presented:
         content_type: str | None,
         client_certificate: ClientCertificate | None = None,
     ) -> None:
-        self.method = method
-        self.scheme = scheme
-        self.host = host
-        self.path = path
+        self._method = method
+        self._scheme = scheme
+        self._host = host
+        self._path = path
         self.authorization = authorization
         self.dpop = dpop
         self.query = query
         self.content_type = content_type
         self.client_certificate = client_certificate
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def path(self) -> str:
+        return self._path
 
     @property
     def url(self) -> str:
@@ -284,23 +302,25 @@ class Gate:
         requirement: Requirement,
         extra_scopes: Sequence[str],
     ) -> Outcome:
-        scheme, token = _credentials(authorization, self._schemes)
-        if token is None:
+        scheme, value, start = _credentials(authorization, self._schemes)
+        if len(value) == start:
             if requirement.optional:
                 self._audit_admission(None, request)
                 return None
             raise MissingToken(schemes=self._challenges)
         if scheme == _DPOP:
             return CheckToken(
-                token.decode(HEADER_ENCODING),
+                _token_text(value, start),
                 self._proof(request),
                 request.method,
                 self._url(request),
             )
         # Positional: keyword arguments cost a measurable share of a cache hit.
-        principal = self.validator.cached(token, request.client_certificate, requirement.introspect)
+        principal = self.validator.cached(
+            value, request.client_certificate, requirement.introspect, start
+        )
         if principal is None:
-            return CheckToken(token.decode(HEADER_ENCODING))
+            return CheckToken(_token_text(value, start))
         if requirement.grants or extra_scopes:
             requirement.check(principal, extra_scopes)
         self._audit_admission(principal, request)
@@ -415,7 +435,7 @@ def _single(values: Sequence[bytes]) -> bytes | None:
     return values[0] if values else None
 
 
-_NO_CREDENTIALS: Final = (b"", None)
+_NO_CREDENTIALS: Final = (b"", b"", 0)
 # Bytes methods are Python calls even in the compiled build, where str's are not: the usual
 # header, ``Bearer <token>`` as RFC 6750 spells it with nothing to strip, passes without one.
 _AS_SPECIFIED: Final = b"Bearer "
@@ -427,26 +447,38 @@ _COMMA: Final = ord(",")
 
 def _credentials(
     authorization: bytes | None, schemes: frozenset[bytes]
-) -> tuple[bytes, bytes | None]:
-    """The lowercased scheme and the token, or no token for a scheme not in ``schemes``."""
+) -> tuple[bytes, bytes, int]:
+    """The lowercased scheme, and the token as ``value[start:]`` of the ``value`` returned
+    (nothing there: no token, or a scheme not in ``schemes``). The usual header comes back
+    as it came, the token after its scheme: the cache compares it there, without a copy."""
     if authorization is None:
         return _NO_CREDENTIALS
-    text = _stripped(authorization)
-    # What partitioning would find for the usual header, without its call. Either way the
-    # token is copied once.
-    if text[: len(_AS_SPECIFIED)] == _AS_SPECIFIED:
-        scheme, token = _BEARER, text[len(_AS_SPECIFIED) :]
+    start = len(_AS_SPECIFIED)
+    # What stripping and partitioning would find for the usual header, without their calls.
+    if (
+        len(authorization) > start
+        and authorization[start] > _SPACE
+        and authorization[-1] > _SPACE
+        and authorization.startswith(_AS_SPECIFIED)
+    ):
+        scheme, value = _BEARER, authorization
     else:
-        name, _, token = text.partition(b" ")
+        name, _, token = _stripped(authorization).partition(b" ")
         scheme = name.lower()
         if scheme not in schemes:
             return _NO_CREDENTIALS
-    token = _stripped(token)
-    # No b64token (RFC 6750 section 2.1) holds a comma; WSGI servers join repeated headers
-    # with one, so a comma means several credentials were sent.
-    if _COMMA in token:
+        value, start = _stripped(token), 0
+    return scheme, value, start
+
+
+def _token_text(value: bytes, start: int) -> str:
+    """The token ``value[start:]`` for the validator. No b64token (RFC 6750 section 2.1) holds
+    a comma, and WSGI servers join repeated headers with one, so a comma means several
+    credentials were sent; checked here rather than on every request, as no token the cache
+    holds has one (the validator accepts b64tokens only)."""
+    if _COMMA in value:
         raise InvalidRequest(_SEVERAL_HEADERS)
-    return scheme, token or None
+    return value[start:].decode(HEADER_ENCODING)
 
 
 def _stripped(value: bytes) -> bytes:

@@ -422,9 +422,10 @@ class ValidatorTelemetry:
             token: str | bytes,
             client_certificate: ClientCertificate | None = None,
             introspect: bool = False,
+            start: int = 0,
         ) -> Principal | None:
             started = time.time_ns()
-            principal = lookup(token, client_certificate, introspect)
+            principal = lookup(token, client_certificate, introspect, start)
             if principal is not None:
                 self.hits += 1  # not atomic across threads: a rare lost count, never a wrong one
                 _cache_hit(principal, issuer, started)

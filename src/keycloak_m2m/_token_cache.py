@@ -66,9 +66,10 @@ def token_key(token: str) -> str:
     return token[-_KEY_CHARS:]
 
 
-def raw_key(token: bytes) -> bytes:
-    """``token_key`` of a token held as the bytes of its header: the verified-token cache's."""
-    return token[-_KEY_CHARS:]
+def raw_key(token: bytes, start: int = 0) -> bytes:
+    """``token_key`` of a token held as the bytes of its header: the verified-token cache's.
+    ``start``: the token is ``token[start:]`` (see ``VerifiedTokens.get``)."""
+    return token[max(start, len(token) - _KEY_CHARS) :]
 
 
 def raw_token(token: object) -> bytes | None:
@@ -104,11 +105,16 @@ class VerifiedTokens:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: bytes) -> Verified | None:
-        """The entry of exactly ``token``, now the most recently used, or None."""
-        key = raw_key(token)
+    def get(self, token: bytes, start: int = 0) -> Verified | None:
+        """The entry of exactly ``token[start:]``, now the most recently used, or None. The
+        token is compared where it is: a header's value with its scheme before the token
+        costs no copy of it."""
+        key = raw_key(token, start)
         entry = self._entries.get(key)
-        if entry is None or entry.token != token:
+        if entry is None:
+            return None
+        stored = entry.token
+        if len(stored) != len(token) - start or not token.endswith(stored):
             return None
         try:
             self._entries.move_to_end(key)
@@ -139,13 +145,14 @@ class VerifiedTokens:
 
 class PrincipalLookup(Protocol):
     """``TokenValidator.cached``, and what telemetry puts in front of it: ``token`` as a str or
-    as the bytes of a request's header (``raw_token``)."""
+    as the bytes of a request's header (``raw_token``), the token being ``token[start:]``."""
 
     def __call__(
         self,
         token: str | bytes,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        start: int = 0,
     ) -> Principal | None: ...
 
 
@@ -166,14 +173,15 @@ class CachedPrincipals:
         token: object,
         client_certificate: ClientCertificate | None = None,
         introspect: bool = False,
+        start: object = 0,
     ) -> Principal | None:
         # ``object``: compiled, a typed parameter would raise TypeError for what any caller may
         # pass; anything else is merely not in the cache. Bytes, as the request step passes a
-        # header's token, are looked up as they are.
+        # header's value, are looked up as they are, the token from ``start`` on.
         raw = raw_token(token)
-        if raw is None:
+        if raw is None or type(start) is not int or not 0 <= start < len(raw):
             return None  # input the full path will refuse
-        entry = self._tokens.get(raw)
+        entry = self._tokens.get(raw, start)
         if entry is None or not entry.bearer or not holds(entry, self._steady()):
             return None
         return entry.principal if fits(entry, client_certificate, introspect) else None

@@ -83,9 +83,11 @@ class TokenValidator:
     """
 
     cached: PrincipalLookup
-    """``cached(token, client_certificate=None, introspect=False)``: the principal of a token
-    this validator verified, while that verification holds. ``token`` is a str, or the bytes
-    of a request's header (read as latin-1), as the request step passes it without decoding.
+    """``cached(token, client_certificate=None, introspect=False, start=0)``: the principal of
+    a token this validator verified, while that verification holds. ``token`` is a str, or the
+    bytes of a request's header (read as latin-1), as the request step passes it without
+    decoding; with ``start``, the token is ``token[start:]`` (the header's value after its
+    scheme, looked up where it is rather than copied).
 
     No I/O and no waiting: adapters try it before ``validate_async`` to skip creating a
     coroutine. None means "not in the cache", never "invalid". A certificate-bound token is a

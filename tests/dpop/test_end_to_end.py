@@ -238,3 +238,63 @@ def test_public_url_is_the_htu(live_realm: LocalRealm, factory: Any) -> None:
         direct = call(url + "/any")  # the address the proxy used, not the one clients call
         assert direct.status_code == 401
         assert "htu" in direct.json()["error_description"]
+
+
+def _endpoint_ok() -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def _status(app: Any, scope: dict[str, Any]) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status: int = sent[0]["status"]
+    return status
+
+
+@pytest.mark.parametrize(
+    ("scope", "htu"),
+    [
+        ({"root_path": "/api", "method": "POST"}, "http://api.test/api/any"),
+        ({"scheme": "https"}, "https://api.test/any"),
+        ({"headers": []}, "http://10.0.0.7:8000/any"),  # no Host: the server's address
+    ],
+    ids=["root-path-and-method", "scheme", "no-host"],
+)
+def test_the_middleware_checks_the_proof_against_the_scopes_method_and_url(
+    live_realm: LocalRealm, scope: dict[str, Any], htu: str
+) -> None:
+    creds = credentials(live_realm)
+    token = creds.get_token()
+    middleware = TokenAuthMiddleware(
+        _endpoint_ok(), validator=TokenValidator(live_realm.issuer, AUDIENCE)
+    )
+    method = scope.get("method", "GET")
+
+    def status(proof_method: str, proof_url: str) -> int:
+        headers = scope.get("headers", [(b"host", b"api.test")])
+        proof = creds.dpop_proof(proof_method, proof_url).encode()
+        authorization = f"DPoP {token}".encode()
+        request = {
+            "type": "http",
+            "path": "/any",
+            "query_string": b"",
+            "server": ("10.0.0.7", 8000),
+            **scope,
+            "headers": [*headers, (b"authorization", authorization), (b"dpop", proof)],
+        }
+        return _status(middleware, request)
+
+    assert status(method, htu) == 200
+    assert status(method, "http://api.test/other") == 401
+    assert status("PUT", htu) == 401
