@@ -1,7 +1,7 @@
 """Instructions per request through a Starlette app, counted by callgrind: the middleware's own
 cost on a cached token, without the noise that moves middleware.py's requests per second.
 
-    python benchmarks/middleware_instructions.py    # needs valgrind; about 5 minutes
+    python benchmarks/middleware_instructions.py [--caches]   # valgrind; 5 (11) minutes
 
 The apps are middleware.py's (no authentication, the dict-lookup floor, TokenAuthMiddleware),
 with one valid token. First in one process, called as ASGI apps (``await app(scope, receive,
@@ -14,6 +14,12 @@ included, and its inverse ratio to no authentication in the same framework is th
 ratio middleware.py's target is about, on a machine with the server's core to itself. For the
 package as installed: pure Python or the compiled build, which the first line names.
 
+With ``--caches``, each served app is then loaded by wrk as middleware.py loads it, under
+cachegrind's simulated caches (500 and 2,500 requests, the difference over 2,000): per request,
+the instructions and the reads that missed the first-level instruction and data caches, and
+how many more than without authentication. A request that costs few more instructions can
+still cost more time when its code and data push the app's out of those caches.
+
 A measurement, not a test: it always exits 0 once the numbers are printed.
 """
 
@@ -24,8 +30,13 @@ import asyncio
 import re
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import middleware
 from instructions import collected, counted, under_callgrind
@@ -40,6 +51,18 @@ VARIANTS = ("starlette-none", "starlette-floor", "starlette-middleware")
 # Served, FastAPI too: each app against no authentication in the same framework.
 SERVED_VARIANTS = (*VARIANTS, "fastapi-none", "fastapi-middleware")
 SECRET = "benchmark-client-secret"
+# --caches: wrk's requests to each server under cachegrind, the difference over 2,000.
+LOADED_FEW, LOADED_MANY = 500, 2500
+EVENT_NAMES = ("I refs", "I1  misses", "D1  misses")
+CACHE_EVENTS = re.compile(rb"==\d+== (I refs|I1  misses|D1  misses):\s+([\d,]+)")
+
+
+class Events(NamedTuple):
+    """cachegrind's counts: instructions, and reads that missed its first-level caches."""
+
+    instructions: int
+    instruction_misses: int
+    data_misses: int
 
 
 def child(variant: str, issuer: str, token: str, count: int) -> None:
@@ -105,26 +128,66 @@ def served_instructions(variant: str, issuer: str, token: str, count: int) -> in
     """What middleware.py's server for ``variant`` runs, under callgrind, to answer ``count``
     requests after a first one (the key fetch and the verification, in both counts alike)."""
     arguments = [middleware.__file__, "--serve", variant, "--issuer", issuer]
-    server = subprocess.Popen(  # noqa: S603
-        under_callgrind(arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert server.stdout is not None
-    port = int(server.stdout.readline())
+    with serving(under_callgrind(arguments), token) as (port, server):
+        send_requests(port, token, count)
+    return collected(server.stderr_text, arguments)
+
+
+def served_under_load(variant: str, issuer: str, token: str, count: int, script: Path) -> Events:
+    """cachegrind's simulated caches while middleware.py's server for ``variant`` answers
+    ``count`` requests from wrk, as middleware.py loads it (32 connections)."""
+    arguments = [middleware.__file__, "--serve", variant, "--issuer", issuer]
+    command = [
+        "valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
+        sys.executable, *arguments,
+    ]  # fmt: skip
+    with serving(command, token) as (port, server):
+        middleware.run_wrk(f"http://127.0.0.1:{port}", token, count, script)
+    found = {
+        name.decode(): int(value.replace(b",", b""))
+        for name, value in CACHE_EVENTS.findall(server.stderr_text)
+    }
+    if set(found) != set(EVENT_NAMES):
+        raise RuntimeError(f"cachegrind printed no cache counts for {arguments}")
+    return Events(*(found[name] for name in EVENT_NAMES))
+
+
+class Served:
+    """What a server under valgrind printed on stderr (its counts), once it has ended."""
+
+    def __init__(self) -> None:
+        self.stderr_text = b""
+
+
+@contextmanager
+def serving(command: list[str], token: str) -> Iterator[tuple[int, Served]]:
+    """Start ``command`` (middleware.py's server under valgrind), answer a first request (the
+    key fetch and the verification, in every count alike), yield its port; then end it."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603
+    server = Served()
+    assert process.stdout is not None
+    port = int(process.stdout.readline())
     while True:
         try:
             send_requests(port, token, 1)
             break
         except OSError:  # not listening yet: uvicorn under valgrind starts slowly
             time.sleep(0.5)
-    send_requests(port, token, count)
-    server.terminate()  # uvicorn shuts down cleanly on SIGTERM, and callgrind prints its count
-    _, errors = server.communicate(timeout=300)
-    return collected(errors, arguments)
+    try:
+        yield port, server
+    finally:
+        process.terminate()  # uvicorn shuts down cleanly on SIGTERM, and valgrind prints
+        _, server.stderr_text = process.communicate(timeout=300)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--caches",
+        action="store_true",
+        help="also count first-level cache misses under wrk's load (cachegrind; about 6 minutes)",
+    )
     options = parser.parse_args(argv)
     if options.child:
         variant, issuer, token, count = options.child
@@ -154,7 +217,35 @@ def main(argv: list[str] | None = None) -> int:
             baseline = baselines.setdefault(server.framework, per_request)
             label = f"{server.framework}: {server.name}"
             print(f"{label:44} {per_request:>12,}   {baseline / per_request:6.3f}x")
+        if options.caches:
+            print_cache_misses(realm.issuer, token)
     return 0
+
+
+def print_cache_misses(issuer: str, token: str) -> None:
+    """Per request under wrk's load, and more than without authentication in the framework:
+    what the throughput pays beyond the instructions."""
+    print(
+        f"\n{'under wrk, cachegrind, per request':44} {'instructions':>14} {'I1 misses':>14}",
+        end="",
+    )
+    print(f" {'D1 misses':>14}")
+    baselines: dict[str, Events] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        script = Path(directory) / "fixed.lua"
+        script.write_text(middleware.WRK_SCRIPT)
+        for variant in SERVED_VARIANTS:
+            few, many = (
+                served_under_load(variant, issuer, token, n, script)
+                for n in (LOADED_FEW, LOADED_MANY)
+            )
+            per = Events(
+                *((b - a) // (LOADED_MANY - LOADED_FEW) for a, b in zip(few, many, strict=True))
+            )
+            server = middleware.SERVERS[variant]
+            baseline = baselines.setdefault(server.framework, per)
+            cells = [f"{n:>7,} {n - base:>+6,}" for n, base in zip(per, baseline, strict=True)]
+            print(f"{server.framework + ': ' + server.name:44} {' '.join(cells)}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,20 @@ def validate_async(validator: TokenValidator, token: Any) -> Principal:
     return asyncio.run(validator.validate_async(token))
 
 
+def asgi_messages(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """What ``app`` sends for one request with an empty body, called as a server calls it."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
 def add_shop_client(realm: LocalRealm) -> None:
     """The caller most tests use: shop-api, allowed to send notifications."""
     realm.add_client(

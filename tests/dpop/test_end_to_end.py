@@ -24,7 +24,7 @@ from keycloak_m2m.testing import LocalRealm
 from ..adapters.apps import ADAPTERS, WSGI_ADAPTERS, Factory
 from ..adapters.checks import bare_challenge
 from ..adapters.servers import serve_asgi, serve_wsgi
-from ..support import AUDIENCE, CLIENT, TLS, add_shop_client
+from ..support import AUDIENCE, CLIENT, TLS, add_shop_client, asgi_messages
 
 SECRET = "shop-api-secret"
 
@@ -191,12 +191,16 @@ def test_token_endpoint_refuses_a_bad_proof_and_requires_one_where_set(
 PUBLIC = "https://api.example.com"
 
 
-def _middleware(validator: TokenValidator) -> Any:
+def _endpoint_ok() -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    return TokenAuthMiddleware(app, validator=validator, public_url=PUBLIC)
+    return app
+
+
+def _middleware(validator: TokenValidator) -> Any:
+    return TokenAuthMiddleware(_endpoint_ok(), validator=validator, public_url=PUBLIC)
 
 
 def _dependency(validator: TokenValidator) -> Any:
@@ -240,28 +244,6 @@ def test_public_url_is_the_htu(live_realm: LocalRealm, factory: Any) -> None:
         assert "htu" in direct.json()["error_description"]
 
 
-def _endpoint_ok() -> Any:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    return app
-
-
-def _status(app: Any, scope: dict[str, Any]) -> int:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    status: int = sent[0]["status"]
-    return status
-
-
 @pytest.mark.parametrize(
     ("scope", "htu"),
     [
@@ -293,7 +275,8 @@ def test_the_middleware_checks_the_proof_against_the_scopes_method_and_url(
             **scope,
             "headers": [*headers, (b"authorization", authorization), (b"dpop", proof)],
         }
-        return _status(middleware, request)
+        status: int = asgi_messages(middleware, request)[0]["status"]
+        return status
 
     assert status(method, htu) == 200
     assert status(method, "http://api.test/other") == 401

@@ -8,7 +8,6 @@ read as two credentials and answered 400 by design (tests/adapters cover it).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from keycloak_m2m import AuthError
 from keycloak_m2m.asgi import TokenAuthMiddleware
 
-from ..support import FakeClock
+from ..support import FakeClock, asgi_messages
 from .corpus import (
     CASES,
     Case,
@@ -61,16 +60,7 @@ def _call(
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(middleware(scope, receive, send))
-    start, body = sent
+    start, body = asgi_messages(middleware, scope)
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in start["headers"]}
     return start["status"], headers, body["body"]
 
