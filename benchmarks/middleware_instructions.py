@@ -53,8 +53,8 @@ SERVED_VARIANTS = (*VARIANTS, "fastapi-none", "fastapi-middleware")
 SECRET = "benchmark-client-secret"
 # --caches: wrk's requests to each server under cachegrind, the difference over 2,000.
 LOADED_FEW, LOADED_MANY = 500, 2500
-EVENT_NAMES = ("I refs", "I1  misses", "D1  misses")
-CACHE_EVENTS = re.compile(rb"==\d+== (I refs|I1  misses|D1  misses):\s+([\d,]+)")
+EVENT_NAMES = ("I refs", "I1 misses", "D1 misses")
+CACHE_EVENTS = re.compile(rb"==\d+== (I\s+refs|I1\s+misses|D1\s+misses):\s+([\d,]+)")
 
 
 class Events(NamedTuple):
@@ -144,7 +144,7 @@ def served_under_load(variant: str, issuer: str, token: str, count: int, script:
     with serving(command, token) as (port, server):
         middleware.run_wrk(f"http://127.0.0.1:{port}", token, count, script)
     found = {
-        name.decode(): int(value.replace(b",", b""))
+        " ".join(name.decode().split()): int(value.replace(b",", b""))
         for name, value in CACHE_EVENTS.findall(server.stderr_text)
     }
     if set(found) != set(EVENT_NAMES):
