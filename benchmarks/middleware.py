@@ -3,11 +3,17 @@
 Every server is a Starlette or FastAPI app with one endpoint, alone in a uvicorn process on
 127.0.0.1. wrk (Debian's ``wrk`` package) drives each from another process for a fixed number of
 requests, all carrying one valid service-account token from a local Keycloak-compatible realm.
-Rounds are interleaved across the servers so machine noise hits them alike; each server's result
-is its median over the rounds, and its ratio to the same framework without authentication.
+Rounds are interleaved across the servers so machine noise hits them alike, each round starting
+one server later; each server's result is its median over the rounds, and its ratio to the same
+framework without authentication (what the target is about). The "per round" column is the
+median of each round's ratio to the server without authentication in that round, which a slow
+stretch of the machine moves less. ``--servers`` runs a few servers (each with its framework's
+server without authentication) for many short rounds, e.g.
+``--servers starlette-middleware,starlette-floor --rounds 100 --requests 3000``.
 With two CPUs or more the servers run on one and wrk on another (``cpu_plan``).
 
-    python benchmarks/middleware.py [--rounds N] [--requests N] [--quick] [--uninstrumented REV]
+    python benchmarks/middleware.py [--rounds N] [--requests N] [--quick] [--servers A,B]
+                                    [--uninstrumented REV]
 
 The package's servers run with the OpenTelemetry API installed and no SDK configured; one more
 runs the middleware with the SDK and in-memory exporters, and one in a process where the API
@@ -104,6 +110,8 @@ end
 class Settings:
     rounds: int
     requests: int
+    # The servers to run (``--servers``): a few, for many short rounds.
+    servers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -474,16 +482,19 @@ def measure(
             v: stack.enter_context(
                 server_process(v, realm.issuer, source if v == UNINSTRUMENTED else None)
             )
-            for v in SERVERS
+            for v in settings.servers
             if v != UNINSTRUMENTED or source is not None
         }
         checks = {v: check_answers(v, url, token, foreign_token) for v, url in urls.items()}
         for url in urls.values():
             run_wrk(url, token, WARMUP_REQUESTS, script)
         samples: dict[str, list[float]] = {variant: [] for variant in urls}
-        for _ in range(settings.rounds):
-            for variant, url in urls.items():
-                samples[variant].append(run_wrk(url, token, settings.requests, script))
+        order = list(urls)
+        for round_number in range(settings.rounds):
+            # Each round starts one server later, so none always runs right after another.
+            shift = round_number % len(order)
+            for variant in order[shift:] + order[:shift]:
+                samples[variant].append(run_wrk(urls[variant], token, settings.requests, script))
     return samples, checks
 
 
@@ -516,33 +527,42 @@ def print_header(settings: Settings) -> None:
         else f"CPUs: every server on CPU {cpus.server}, wrk on CPU {cpus.load}"
     )
     print(
-        f"{settings.rounds} rounds of {settings.requests} requests per server, interleaved; "
-        "median req/s; one valid RS256 token on every request"
+        f"{settings.rounds} rounds of {settings.requests} requests per server, interleaved, "
+        "each round starting one server later; median req/s; one valid RS256 token on every "
+        "request"
     )
     print()
 
 
 def print_table(samples: dict[str, list[float]], checks: dict[str, str]) -> None:
+    """Each server's median and its ratio to the median without authentication (what the
+    target is about), and the median of its per-round ratios to the server without
+    authentication in the same round: a slow stretch of the machine then slows both."""
     baselines = {
-        server.framework: statistics.median(samples[variant])
+        server.framework: variant
         for variant, server in SERVERS.items()
-        if server.name == "no authentication"
+        if server.name == "no authentication" and variant in samples
     }
-    print(f"{'server':<52} {'req/s':>8} {'vs none':>8} {'spread':>7}  {'answers':<8} target")
+    print(
+        f"{'server':<52} {'req/s':>8} {'vs none':>8} {'per round':>9} {'spread':>7}  "
+        f"{'answers':<8} target"
+    )
     for variant, server in SERVERS.items():
         if variant not in samples:
             continue
         rates = samples[variant]
+        base_rates = samples[baselines[server.framework]]
         median = statistics.median(rates)
-        ratio = median / baselines[server.framework]
+        ratio = median / statistics.median(base_rates)
+        per_round = statistics.median(a / b for a, b in zip(rates, base_rates, strict=True))
         spread = (max(rates) - min(rates)) / median
         target = ""
         if server.targeted:
             target = f">= {TARGET:.2f}x  {'PASS' if ratio >= TARGET else 'MISS'}"
         label = f"{server.framework}: {server.name}"
         print(
-            f"{label:<52} {median:>8.0f} {ratio:>7.2f}x {spread:>6.1%}  {checks[variant]:<8} "
-            f"{target}".rstrip()
+            f"{label:<52} {median:>8.0f} {ratio:>7.3f}x {per_round:>8.3f}x {spread:>6.1%}  "
+            f"{checks[variant]:<8} {target}".rstrip()
         )
 
 
@@ -550,7 +570,7 @@ def print_overhead(samples: dict[str, list[float]]) -> None:
     """The idle instrumentation's cost: each round's rate against the server without the API,
     and against the uninstrumented revision's when one was served."""
     for baseline, name in ((API_HIDDEN, "the API hidden"), (UNINSTRUMENTED, "uninstrumented")):
-        if baseline not in samples:
+        if baseline not in samples or "fastapi-middleware" not in samples:
             continue
         ratios = [
             base / ours
@@ -564,6 +584,17 @@ def print_overhead(samples: dict[str, list[float]]) -> None:
         )
 
 
+def server_names(text: str) -> tuple[str, ...]:
+    """``--servers``: the named ones, with each one's framework without authentication."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SERVERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"not servers: {unknown}; choose from {sorted(SERVERS)}")
+    frameworks = {SERVERS[name].framework for name in names}
+    wanted = {f"{framework}-none" for framework in frameworks} | set(names)
+    return tuple(name for name in SERVERS if name in wanted)
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="rounds per server (default 7)")
@@ -571,6 +602,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--requests", type=int, default=20000, help="requests per server and round (default 20000)"
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3000, a smoke run")
+    parser.add_argument(
+        "--servers",
+        type=server_names,
+        default=tuple(SERVERS),
+        help="comma-separated servers to run (default all; each framework's 'none' is added)",
+    )
     parser.add_argument(
         "--uninstrumented", metavar="REV", help="also serve the package of this git revision"
     )
@@ -585,9 +622,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(arguments.serve, arguments.issuer)
         return 0
     if arguments.quick:
-        settings = Settings(rounds=2, requests=3000)
+        settings = Settings(rounds=2, requests=3000, servers=arguments.servers)
     else:
-        settings = Settings(rounds=arguments.rounds, requests=arguments.requests)
+        settings = Settings(
+            rounds=arguments.rounds, requests=arguments.requests, servers=arguments.servers
+        )
     print_header(settings)
     samples, checks = measure(settings, arguments.uninstrumented)
     print_table(samples, checks)
