@@ -436,8 +436,9 @@ def _single(values: Sequence[bytes]) -> bytes | None:
 
 
 _NO_CREDENTIALS: Final = (b"", b"", 0)
-# Bytes methods are Python calls even in the compiled build, where str's are not: the usual
-# header, ``Bearer <token>`` as RFC 6750 spells it with nothing to strip, passes without one.
+# bytes' strip, partition and lower are Python calls even in the compiled build (startswith
+# is not): the usual header, ``Bearer <token>`` as RFC 6750 spells it with nothing to strip,
+# passes without one.
 _AS_SPECIFIED: Final = b"Bearer "
 _SPACE: Final = 0x20  # every byte that bytes.strip removes is at most this
 # An int: ``b"," in token`` tries the operand as an int first and raises, costing as much as
